@@ -1,0 +1,130 @@
+"""The `accord` command: serve, migrate, create-admin, demo-data, scheduler, audit-verify."""
+
+import signal
+import threading
+from typing import Annotated
+
+import typer
+
+from service.config import settings
+from service.db import create_db_engine, session_scope
+from service.db import migrate as migrate_database
+
+app = typer.Typer(help="Crisis Accord: partners, memoranda, pledges and verified public updates.", no_args_is_help=True)
+
+
+def _engine():
+    return create_db_engine(settings.effective_database_url)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(help="App processes (use PostgreSQL for more than one).")] = 1,
+) -> None:
+    """Serve the pages and the API (and, unless ACCORD_RUN_SCHEDULER=false, the scheduled jobs)."""
+    import uvicorn
+
+    from service.db import check_migrated
+
+    check_migrated(_engine())
+    from service import demo
+
+    typer.echo(demo.banner(host=host, port=port))
+    uvicorn.run("service.main:create_app", factory=True, host=host, port=port, workers=workers, proxy_headers=True)
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database to the newest schema (safe to run again)."""
+    migrate_database(settings.effective_database_url)
+    shown = create_db_engine(settings.effective_database_url).url.render_as_string(hide_password=True)
+    typer.echo(f"Database migrated: {shown}")
+
+
+@app.command("create-admin")
+def create_admin(
+    email: Annotated[str, typer.Option(prompt=True, help="The administrator's e-mail (the login name).")],
+    password: Annotated[
+        str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True, help="At least 10 characters.")
+    ],
+    full_name: Annotated[str, typer.Option(help="The administrator's name.")] = "Administrator",
+) -> None:
+    """Create an administrator account."""
+    from pydantic import ValidationError
+
+    from service.errors import DomainError
+    from service.users import service
+    from service.users.models import Role, UserCreate
+
+    try:
+        data = UserCreate(email=email, full_name=full_name, password=password, roles=[Role.admin])
+    except ValidationError as error:
+        for item in error.errors():
+            typer.echo(f"{'.'.join(map(str, item['loc']))}: {item['msg']}", err=True)
+        raise typer.Exit(2) from error
+    with session_scope(_engine(), write=True) as session:
+        try:
+            user = service.create(session=session, actor="cli:create-admin", data=data)
+        except DomainError as error:
+            typer.echo(error.text(), err=True)
+            raise typer.Exit(1) from error
+    typer.echo(f"Administrator {user.email} created.")
+
+
+@app.command("demo-data")
+def demo_data(
+    if_empty: Annotated[bool, typer.Option("--if-empty", help="Only when the database has no users yet.")] = False,
+) -> None:
+    """Load realistic, fictional demo data for a Bulgarian municipality, with demo logins."""
+    from service import demo
+
+    with session_scope(_engine(), write=True) as session:
+        if if_empty and not demo.is_empty(session=session):
+            typer.echo("The database already has data; demo data not loaded.")
+            return
+        demo.load(session=session)
+    typer.echo("Demo data loaded.")
+
+
+@app.command()
+def scheduler() -> None:
+    """Run the scheduled jobs in this process (only one process at a time runs them)."""
+    import logging
+
+    from service.db import check_migrated
+    from service.scheduler import SchedulerRunner
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    engine = _engine()
+    check_migrated(engine)
+    runner = SchedulerRunner(engine)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    runner.start()
+    typer.echo("Scheduler started; it runs jobs while it holds the leader lock. Ctrl+C stops it.")
+    stop.wait()
+    runner.stop()
+
+
+@app.command("audit-verify")
+def audit_verify() -> None:
+    """Check the audit log's hash chain; report the first row that was tampered with."""
+    from service.audit import verify_chain
+
+    with session_scope(_engine()) as session:
+        checked, bad = verify_chain(session=session)
+    if bad is not None:
+        typer.echo(
+            f"TAMPERED: audit row {bad.id} ({bad.action} on {bad.entity} {bad.entity_id or ''}, {bad.at.isoformat()}) "
+            f"does not match the chain; {checked} rows before it are intact.",
+            err=True,
+        )
+        raise typer.Exit(1)
+    typer.echo(f"Audit chain intact: {checked} rows verified.")
+
+
+def main() -> None:
+    app()

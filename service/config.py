@@ -1,0 +1,78 @@
+"""The one settings object: every setting is an `ACCORD_`-prefixed environment variable (or `.env`)."""
+
+import os
+import secrets
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ACCORD_", env_file=".env", extra="ignore")
+
+    data_dir: Path = PROJECT_ROOT / "var"
+    database_url: str = ""
+    secret_key: str = ""
+    memoranda_dir: Path = PROJECT_ROOT / "memoranda"
+    public_mirror_dir: Path | None = None
+    base_url: str = "http://127.0.0.1:8000"
+
+    municipality_name: str = "Община Примерно"
+    municipality_name_en: str = "Primerno Municipality"
+    default_language: str = "bg"
+    timezone: str = "Europe/Sofia"
+
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_user: str = ""
+    smtp_password: str = ""
+    smtp_from: str = "crisis-accord@localhost"
+    smtp_starttls: bool = False
+    smtp_timeout_seconds: float = 10.0
+
+    run_scheduler: bool = True
+    outbox_interval_seconds: int = 30
+    scheduler_lock_seconds: int = 60
+    reverification_days: int = 365
+
+    session_hours: int = 12
+    token_hours: int = 12
+    secure_cookies: bool = False
+    login_slowdown_after: int = 3
+    login_lock_after: int = 10
+    login_lock_minutes: int = 15
+
+    argon2_time_cost: int = Field(default=3, ge=1)
+    argon2_memory_kib: int = Field(default=65536, ge=8)
+
+    @cached_property
+    def effective_database_url(self) -> str:
+        """The configured URL, or the embedded SQLite file under the data directory."""
+        return self.database_url or f"sqlite:///{self.data_dir / 'accord.db'}"
+
+    @cached_property
+    def effective_secret_key(self) -> str:
+        """The configured key, or one generated once and kept in the data directory."""
+        if self.secret_key:
+            return self.secret_key
+        path = self.data_dir / "secret_key"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            # Link, not rename: when two processes start at once, the first key wins for both.
+            tmp = path.with_name(f"secret_key.{os.getpid()}.tmp")
+            tmp.write_text(secrets.token_urlsafe(48))
+            tmp.chmod(0o600)
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                pass
+            finally:
+                tmp.unlink()
+        return path.read_text().strip()
+
+
+settings = Settings()

@@ -1,0 +1,241 @@
+"""Fictional demo data for a Bulgarian municipality, and the demo logins that `make run` prints.
+
+Every name, number and address here is invented; the registration numbers only have valid check digits.
+"""
+
+from datetime import timedelta
+
+from sqlmodel import Session, select
+
+from service.config import settings
+from service.db import utcnow
+from service.partners import service as partners
+from service.partners.models import ContactCreate, OrganisationCreate
+from service.users import service as users
+from service.users.models import Role, User, UserCreate
+
+DEMO_PASSWORD = "demo-parola-2026"  # noqa: S105 (printed by `make run`: demo logins only)
+DEMO_USERS = [
+    ("admin@demo.accord.bg", "Мария Петрова", [Role.admin]),
+    ("koordinator@demo.accord.bg", "Георги Иванов", [Role.coordinator]),
+    ("pr@demo.accord.bg", "Елена Димитрова", [Role.communications]),
+]
+PARTNER_LOGIN = "partnor@demo.accord.bg"
+
+ORGANISATIONS = [
+    {
+        "name": "Сдружение „Доброволци за Примерно“",
+        "name_en": "Volunteers for Primerno Association",
+        "kind": "ngo",
+        "registration_number": "201004516",
+        "sectors": ["volunteers", "shelter", "food"],
+        "capabilities": "60 обучени доброволци; палатки за 120 души; полева кухня за 300 порции дневно.",
+        "address": "ул. „Възраждане“ 12, гр. Примерно",
+        "service_area": "Община Примерно и съседните села",
+        "email": "office@dobrovolci-primerno.example",
+        "phone": "+359 76 600 101",
+        "contacts": [
+            {
+                "full_name": "Иван Стоянов",
+                "role": "Председател",
+                "phone": "+359 888 100 201",
+                "email": "ivan@dobrovolci-primerno.example",
+                "is_primary": True,
+                "available_24_7": True,
+            },
+            {"full_name": "Петя Николова", "role": "Координатор доброволци", "phone": "+359 888 100 202"},
+        ],
+        "verified_days_ago": 40,
+    },
+    {
+        "name": "„Минерална вода Струма“ ЕООД",
+        "name_en": "Struma Mineral Water Ltd",
+        "kind": "business",
+        "registration_number": "113003225",
+        "sectors": ["water", "transport"],
+        "capabilities": "Бутилирана вода: до 20 000 л на денонощие; 4 камиона с ремаркета.",
+        "address": "Промишлена зона, гр. Примерно",
+        "service_area": "Югозападна България",
+        "website": "https://struma-water.example",
+        "phone": "+359 76 600 202",
+        "contacts": [
+            {
+                "full_name": "Николай Георгиев",
+                "role": "Управител",
+                "phone": "+359 887 200 301",
+                "email": "manager@struma-water.example",
+                "is_primary": True,
+            },
+            {
+                "full_name": "Диспечер",
+                "role": "Денонощен диспечер",
+                "phone": "+359 887 200 399",
+                "available_24_7": True,
+            },
+        ],
+        "verified_days_ago": 400,
+    },
+    {
+        "name": "Български червен кръст – Областен съвет Примерно",
+        "name_en": "Bulgarian Red Cross – Primerno Regional Council",
+        "kind": "ngo",
+        "registration_number": "203987129",
+        "sectors": ["medical", "shelter", "food", "volunteers"],
+        "capabilities": "Първа помощ, психологическа подкрепа, хуманитарни пакети, временен подслон.",
+        "address": "бул. „Христо Ботев“ 3, гр. Примерно",
+        "service_area": "Област Примерно",
+        "phone": "+359 76 600 303",
+        "contacts": [
+            {
+                "full_name": "Десислава Маринова",
+                "role": "Секретар",
+                "phone": "+359 889 300 401",
+                "email": "sekretar@redcross-primerno.example",
+                "is_primary": True,
+                "available_24_7": True,
+            },
+        ],
+        "verified_days_ago": 120,
+    },
+    {
+        "name": "Камара на строителите – Примерно",
+        "name_en": "Chamber of Builders – Primerno",
+        "kind": "professional_association",
+        "registration_number": "114055666",
+        "sectors": ["shelter", "transport", "power"],
+        "capabilities": "Тежка техника (багери, челни товарачи), оглед на сгради след земетресение.",
+        "address": "ул. „Св. Иван Рилски“ 8, гр. Примерно",
+        "service_area": "Община Примерно",
+        "contacts": [
+            {"full_name": "инж. Стефан Колев", "role": "Председател", "phone": "+359 878 400 501", "is_primary": True},
+        ],
+        "verified_days_ago": None,
+    },
+    {
+        "name": "Читалище „Просвета – 1905“",
+        "kind": "ngo",
+        "registration_number": "204801339",
+        "sectors": ["information", "shelter"],
+        "capabilities": "Зала за 150 души като пункт за информация и временен подслон.",
+        "address": "пл. „Кракра“ 1, гр. Примерно",
+        "service_area": "кв. „Изток“",
+        "contacts": [
+            {"full_name": "Радка Илиева", "role": "Секретар", "phone": "+359 76 600 404", "is_primary": True},
+        ],
+        "verified_days_ago": 200,
+    },
+    {
+        "name": "„Транс Логистик Примерно“ ООД",
+        "name_en": "Trans Logistic Primerno Ltd",
+        "kind": "business",
+        "registration_number": "175041154",
+        "sectors": ["transport", "fuel"],
+        "capabilities": "12 товарни автомобила, склад 2 000 м², гориво за собствен автопарк.",
+        "address": "ул. „Индустриална“ 45, гр. Примерно",
+        "service_area": "България",
+        "contacts": [
+            {
+                "full_name": "Васил Тодоров",
+                "role": "Оперативен директор",
+                "phone": "+359 898 500 601",
+                "email": "ops@translogistic.example",
+                "is_primary": True,
+                "available_24_7": True,
+            },
+        ],
+        "verified_days_ago": None,
+    },
+    {
+        "name": "Доброволно формирование – Община Примерно",
+        "kind": "volunteer_group",
+        "sectors": ["volunteers", "communications"],
+        "capabilities": "25 доброволци по Закона за защита при бедствия; радиостанции; помпи за отводняване.",
+        "address": "ул. „Търговска“ 1, гр. Примерно",
+        "service_area": "Община Примерно",
+        "contacts": [
+            {
+                "full_name": "Тодор Ангелов",
+                "role": "Ръководител",
+                "phone": "+359 877 600 701",
+                "is_primary": True,
+                "available_24_7": True,
+            },
+        ],
+        "verified_days_ago": 15,
+    },
+    {
+        "name": "Радио „Примерно FM“",
+        "name_en": "Radio Primerno FM",
+        "kind": "media",
+        "registration_number": "202123459",
+        "sectors": ["information", "communications"],
+        "capabilities": "Ефирно време за официални съобщения, денонощно.",
+        "address": "ул. „Радомир“ 20, гр. Примерно",
+        "service_area": "Община Примерно",
+        "contacts": [
+            {
+                "full_name": "Калина Янева",
+                "role": "Главен редактор",
+                "phone": "+359 76 600 505",
+                "email": "news@primerno-fm.example",
+                "is_primary": True,
+            },
+        ],
+        "verified_days_ago": None,
+    },
+]
+
+
+def is_empty(*, session: Session) -> bool:
+    """Whether the database has no user accounts yet (the first start)."""
+    return session.exec(select(User.id).limit(1)).first() is None
+
+
+def load(*, session: Session) -> None:
+    """Creates the demo logins and the demo partner registry."""
+    actor = "demo-data"
+    for email, name, roles in DEMO_USERS:
+        users.create(
+            session=session,
+            actor=actor,
+            data=UserCreate(email=email, full_name=name, password=DEMO_PASSWORD, roles=roles),
+        )
+    coordinator = users.get_by_email(session=session, email=DEMO_USERS[1][0])
+    first = None
+    for entry in ORGANISATIONS:
+        fields = {k: v for k, v in entry.items() if k not in ("contacts", "verified_days_ago")}
+        org = partners.create(
+            session=session, actor=coordinator, data=OrganisationCreate(**fields), allow_duplicate=True
+        )
+        first = first or org
+        for contact in entry["contacts"]:
+            partners.add_contact(session=session, actor=coordinator, org=org, data=ContactCreate(**contact))
+        if entry["verified_days_ago"] is not None:
+            partners.verify(session=session, actor=coordinator, org=org)
+            org.verified_at = utcnow() - timedelta(days=entry["verified_days_ago"])
+            session.add(org)
+            session.commit()
+    users.create(
+        session=session,
+        actor=coordinator,
+        data=UserCreate(
+            email=PARTNER_LOGIN,
+            full_name="Иван Стоянов",
+            password=DEMO_PASSWORD,
+            roles=[Role.partner],
+            organisation_id=first.id,
+        ),
+    )
+
+
+def banner(*, host: str, port: int) -> str:
+    """The first lines `accord serve` prints: where to log in, and the demo logins."""
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
+    lines = [
+        f"Crisis Accord for {settings.municipality_name}: http://{shown}:{port}/login  (API docs: http://{shown}:{port}/docs)",
+        f"Demo logins (password {DEMO_PASSWORD!r} for each, if the demo data was loaded):",
+    ]
+    for email, _name, roles in DEMO_USERS:
+        lines.append(f"  {roles[0].value:<15} {email}")
+    lines.append(f"  {'partner':<15} {PARTNER_LOGIN}")
+    return "\n".join(lines)

@@ -1,0 +1,70 @@
+"""Business errors: each carries its HTTP status and a message a person can act on."""
+
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import JSONResponse
+
+
+class DomainError(Exception):
+    """A refusal by the rules; `message` may be a gettext msgid, formatted with `params`."""
+
+    status_code = 400
+
+    def __init__(self, message: str, *, field: str | None = None, **params: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.params = params
+
+    def text(self, gettext: Any = None) -> str:
+        """The message in the reader's language."""
+        template = gettext(self.message) if gettext else self.message
+        return template.format(**self.params) if self.params else template
+
+
+class NotFound(DomainError):
+    status_code = 404
+
+
+class Forbidden(DomainError):
+    status_code = 403
+
+
+class NotAuthenticated(DomainError):
+    status_code = 401
+
+
+class Conflict(DomainError):
+    status_code = 409
+
+
+class TooManyAttempts(DomainError):
+    status_code = 429
+
+    def __init__(self, message: str, *, retry_after: int, **params: Any) -> None:
+        super().__init__(message, **params)
+        self.retry_after = retry_after
+
+
+class Invalid(DomainError):
+    """Input that passed parsing but not the rules; `field` names where it belongs."""
+
+    status_code = 422
+
+
+def domain_error_json(request: Request, exc: DomainError) -> JSONResponse:
+    """Renders a DomainError for the API: `{"detail": ...}`, field-level like FastAPI's on 422."""
+    from service.i18n import gettext_for
+
+    message = exc.text(gettext_for(request))
+    body: dict[str, Any] = {"detail": message}
+    if exc.field:
+        body["detail"] = [{"loc": ["body", exc.field], "msg": message, "type": "value_error"}]
+    extra = getattr(exc, "extra", None)
+    if extra:
+        body.update(extra)
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, TooManyAttempts) else None
+    if isinstance(exc, NotAuthenticated):
+        headers = {"WWW-Authenticate": "Bearer"}
+    return JSONResponse(body, status_code=exc.status_code, headers=headers)

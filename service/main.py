@@ -1,0 +1,108 @@
+"""The application factory: settings, database, routers, error rendering, static files, scheduler."""
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import PlainTextResponse
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy.engine import Engine
+
+from service import audit_api, site
+from service.auth import CSRF_COOKIE, new_csrf_value
+from service.config import settings
+from service.db import check_migrated, create_db_engine
+from service.errors import DomainError, NotAuthenticated, domain_error_json
+from service.i18n import gettext_for
+from service.partners import api as partners_api
+from service.partners import pages as partners_pages
+from service.scheduler import SchedulerRunner
+from service.users import api as users_api
+from service.users import pages as users_pages
+from service.web import TEMPLATES_DIR, login_redirect, render
+
+log = logging.getLogger("accord")
+
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+}
+PAGE_CSP = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+
+
+def create_app(engine: Engine | None = None, *, run_scheduler: bool | None = None) -> FastAPI:
+    """The application on `engine` (by default the configured database), refusing an unmigrated one."""
+    engine = engine or create_db_engine(settings.effective_database_url)
+    check_migrated(engine)
+    runner = SchedulerRunner(engine) if (settings.run_scheduler if run_scheduler is None else run_scheduler) else None
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if runner:
+            runner.start()
+        yield
+        if runner:
+            runner.stop()
+
+    app = FastAPI(
+        title="Crisis Accord",
+        version="0.1.0",
+        description="Partners, memoranda, logistics pledges and verified public updates for a municipality's "
+        "crisis staff.",
+        lifespan=lifespan,
+    )
+    app.state.engine = engine
+    app.state.scheduler = runner
+
+    for router in (
+        users_api.auth_router, users_api.router, partners_api.router, audit_api.router,
+        site.router, users_pages.router, partners_pages.router,
+    ):  # fmt: skip
+        app.include_router(router)
+    app.mount("/static", StaticFiles(directory=TEMPLATES_DIR / "static"), name="static")
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    @app.middleware("http")
+    async def csrf_cookie_and_headers(request: Request, call_next) -> Response:
+        token = request.cookies.get(CSRF_COOKIE)
+        request.state.csrf_token = token or new_csrf_value()
+        response = await call_next(request)
+        if not token and not request.url.path.startswith(("/api/", "/static/", "/healthz")):
+            response.set_cookie(
+                CSRF_COOKIE, request.state.csrf_token, httponly=True, samesite="lax", secure=settings.secure_cookies
+            )
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        if response.headers.get("content-type", "").startswith("text/html") and not request.url.path.startswith(
+            ("/docs", "/redoc")
+        ):
+            response.headers.setdefault("Content-Security-Policy", PAGE_CSP)
+        return response
+
+    @app.exception_handler(DomainError)
+    async def domain_error(request: Request, exc: DomainError) -> Response:
+        if request.url.path.startswith("/api/"):
+            return domain_error_json(request, exc)
+        if isinstance(exc, NotAuthenticated):
+            return login_redirect(request)
+        return render(request, "errors/error.html", {"message": exc.text(gettext_for(request))}, exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        if request.url.path.startswith("/api/"):
+            from fastapi.exception_handlers import request_validation_exception_handler
+
+            return await request_validation_exception_handler(request, exc)
+        _ = gettext_for(request)
+        return render(request, "errors/error.html", {"message": _("The request is not valid.")}, 422)
+
+    return app

@@ -1,0 +1,40 @@
+"""The front page and the staff dashboard: they read the domains and own nothing."""
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import HTMLResponse
+from sqlmodel import func, select
+
+from service.auth import CurrentUser, MaybeUser
+from service.config import settings
+from service.db import SessionDep
+from service.errors import Forbidden
+from service.i18n import N_
+from service.partners.models import Organisation, VerificationStatus
+from service.partners.service import due_for_reverification
+from service.web import redirect, render
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/", response_class=HTMLResponse)
+def home(request: Request, user: MaybeUser) -> Response:
+    return render(request, "public/home.html")
+
+
+@router.get("/staff", response_class=HTMLResponse)
+def dashboard(request: Request, user: CurrentUser, session: SessionDep) -> Response:
+    if not user.is_staff:
+        if user.organisation_id is not None:
+            return redirect("/portal")
+        raise Forbidden(N_("Your role does not allow this."))
+    counts = dict(
+        session.exec(
+            select(Organisation.verification_status, func.count()).group_by(Organisation.verification_status)
+        ).all()
+    )
+    due = due_for_reverification(session=session, older_than_days=settings.reverification_days)
+    return render(
+        request,
+        "staff/dashboard.html",
+        {"counts": {status: counts.get(status, 0) for status in VerificationStatus}, "due": due},
+    )

@@ -1,0 +1,120 @@
+"""The pages' Jinja2 environment, the render helper, and turning bad form input into messages per field."""
+
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.templating import Jinja2Templates
+from jinja2 import Environment, FileSystemLoader
+from pydantic import BaseModel, ValidationError
+from starlette.datastructures import FormData
+
+from service.config import PROJECT_ROOT, settings
+from service.i18n import N_, format_date, format_datetime, format_number, language_of, translations
+
+TEMPLATES_DIR = PROJECT_ROOT / "templates"
+templates = Jinja2Templates(
+    env=Environment(loader=FileSystemLoader(TEMPLATES_DIR), autoescape=True, trim_blocks=True, lstrip_blocks=True)
+)
+
+_MESSAGES_BY_TYPE = {
+    "missing": N_("This field is required."),
+    "string_too_short": N_("This field is required."),
+    "string_too_long": N_("At most {max_length} characters."),
+    "too_long": N_("Too many values."),
+    "enum": N_("Choose one of the options."),
+    "literal_error": N_("Choose one of the options."),
+    "string_pattern_mismatch": N_("This value has characters that do not belong here."),
+    "url_parsing": N_("Enter a web address starting with http:// or https://."),
+    "url_scheme": N_("Enter a web address starting with http:// or https://."),
+    "url_too_long": N_("At most {max_length} characters."),
+    "int_parsing": N_("Enter a whole number."),
+    "bool_parsing": N_("Choose yes or no."),
+    "extra_forbidden": N_("This field cannot be changed here."),
+}
+_MESSAGES_BY_FIELD = {
+    "email": N_("Enter a valid e-mail address."),
+    "password": N_("At least 10 characters."),
+}
+
+
+def field_errors(error: ValidationError, gettext: Any) -> dict[str, str]:
+    """One message per field, in the reader's language, for a form shown again."""
+    messages: dict[str, str] = {}
+    for item in error.errors():
+        field = str(item["loc"][0]) if item["loc"] else "__all__"
+        if field in messages:
+            continue
+        ctx = item.get("ctx") or {}
+        if item["type"] == "value_error" and field in _MESSAGES_BY_FIELD:
+            message = gettext(_MESSAGES_BY_FIELD[field])
+        elif item["type"] == "value_error" and "error" in ctx:
+            message = gettext(str(ctx["error"]))
+        elif item["type"] == "string_too_short" and field in _MESSAGES_BY_FIELD:
+            message = gettext(_MESSAGES_BY_FIELD[field])
+        else:
+            message = gettext(_MESSAGES_BY_TYPE.get(item["type"], N_("This value is not valid.")))
+        messages[field] = message.format(**ctx) if "{" in message else message
+    return messages
+
+
+def form_values(form: FormData, *, lists: tuple[str, ...] = (), booleans: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A form as a dict for a schema: blank optional text is absent, checkboxes are booleans."""
+    values: dict[str, Any] = {}
+    for key, value in form.multi_items():
+        if key == "csrf_token" or key in lists or key in booleans or not isinstance(value, str):
+            continue
+        if value.strip():
+            values[key] = value
+    for key in lists:
+        values[key] = [v for v in form.getlist(key) if isinstance(v, str) and v]
+    for key in booleans:
+        values[key] = form.get(key) in ("on", "true", "1", "yes")
+    return values
+
+
+def parse_form(schema: type[BaseModel], values: dict[str, Any], gettext: Any) -> tuple[Any, dict[str, str]]:
+    """The schema built from form values, or None and the messages per field."""
+    try:
+        return schema.model_validate(values), {}
+    except ValidationError as error:
+        return None, field_errors(error, gettext)
+
+
+def render(request: Request, name: str, context: dict[str, Any] | None = None, status_code: int = 200) -> HTMLResponse:
+    """A page in the reader's language, with the user, the CSRF token and the formatting helpers."""
+    language = language_of(request)
+    gettext = translations(language).gettext
+    base = {
+        "_": gettext,
+        "lang": language,
+        "user": getattr(request.state, "user", None),
+        "csrf_token": getattr(request.state, "csrf_token", ""),
+        "settings": settings,
+        "municipality": settings.municipality_name if language == "bg" else settings.municipality_name_en,
+        "fmt_datetime": lambda value: format_datetime(value, language),
+        "fmt_date": lambda value: format_date(value, language),
+        "fmt_number": lambda value: format_number(value, language),
+        "errors": {},
+        "values": {},
+    }
+    return templates.TemplateResponse(request, name, {**base, **(context or {})}, status_code=status_code)
+
+
+def redirect(url: str) -> RedirectResponse:
+    """After a successful form: see the result with GET (303)."""
+    return RedirectResponse(url, status_code=303)
+
+
+def login_redirect(request: Request) -> RedirectResponse:
+    """To the login page, coming back here afterwards."""
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
+
+
+def safe_next(value: str | None, default: str) -> str:
+    """A local path to go on to after login; anything else (another site) becomes the default."""
+    if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
+        return value
+    return default
