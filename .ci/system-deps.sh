@@ -6,7 +6,7 @@ set -e
 PY=${PYTHON:-.venv/bin/python}
 need=""
 $PY -W error::DeprecationWarning -c "import weasyprint" >/dev/null 2>&1 || need="libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core"
-fc-list 2>/dev/null | grep -qi dejavu || need="$need fonts-dejavu-core"
+case "$need" in *fonts-dejavu-core*) ;; *) fc-list 2>/dev/null | grep -qi dejavu || need="$need fonts-dejavu-core" ;; esac
 if [ "$1" = "test" ]; then
     [ -x "${CHROMIUM:-/usr/bin/chromium}" ] || need="$need chromium"
 fi

@@ -177,6 +177,22 @@ def verify_chain(session: Session) -> tuple[int, AuditEntry | None]:
     return checked, None
 
 
+def _filtered(query: Any, entity: str | None, entity_id: int | None, actor_id: int | None = None) -> Any:
+    if entity:
+        query = query.where(AuditEntry.entity == entity)
+    if entity_id is not None:
+        query = query.where(AuditEntry.entity_id == entity_id)
+    if actor_id is not None:
+        query = query.where(AuditEntry.actor_id == actor_id)
+    return query
+
+
+def iter_entries(*, session: Session, entity: str | None = None, entity_id: int | None = None) -> Any:
+    """Every entry in chain order, streamed (for the export)."""
+    query = _filtered(select(AuditEntry), entity, entity_id).order_by(AuditEntry.id)
+    return session.exec(query.execution_options(yield_per=1000))
+
+
 def list_entries(
     session: Session,
     *,
@@ -187,11 +203,5 @@ def list_entries(
     offset: int = 0,
 ) -> list[AuditEntry]:
     """The newest entries first, filtered."""
-    query = select(AuditEntry)
-    if entity:
-        query = query.where(AuditEntry.entity == entity)
-    if entity_id is not None:
-        query = query.where(AuditEntry.entity_id == entity_id)
-    if actor_id is not None:
-        query = query.where(AuditEntry.actor_id == actor_id)
+    query = _filtered(select(AuditEntry), entity, entity_id, actor_id)
     return list(session.exec(query.order_by(AuditEntry.id.desc()).offset(offset).limit(limit)))

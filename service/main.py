@@ -9,8 +9,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.engine import Engine
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service import audit_api, site
+from service import audit_api, audit_pages, site
 from service.auth import CSRF_COOKIE, new_csrf_value
 from service.config import settings
 from service.db import check_migrated, create_db_engine
@@ -62,7 +63,7 @@ def create_app(engine: Engine | None = None, *, run_scheduler: bool | None = Non
 
     for router in (
         users_api.auth_router, users_api.router, partners_api.router, audit_api.router,
-        site.router, users_pages.router, partners_pages.router,
+        site.router, users_pages.router, partners_pages.router, audit_pages.router,
     ):  # fmt: skip
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=TEMPLATES_DIR / "static"), name="static")
@@ -95,6 +96,16 @@ def create_app(engine: Engine | None = None, *, run_scheduler: bool | None = Non
         if isinstance(exc, NotAuthenticated):
             return login_redirect(request)
         return render(request, "errors/error.html", {"message": exc.text(gettext_for(request))}, exc.status_code)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if request.url.path.startswith(("/api/", "/static/")) or exc.status_code < 400:
+            from fastapi.exception_handlers import http_exception_handler
+
+            return await http_exception_handler(request, exc)
+        _ = gettext_for(request)
+        message = _("There is no such page.") if exc.status_code == 404 else _("The request is not valid.")
+        return render(request, "errors/error.html", {"message": message}, exc.status_code)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> Response:

@@ -9,6 +9,7 @@ from pydantic import AfterValidator, EmailStr, StringConstraints
 from sqlmodel import Field, SQLModel
 
 from service.db import UTCDateTime, utcnow
+from service.i18n import N_
 
 
 class Role(StrEnum):
@@ -19,6 +20,12 @@ class Role(StrEnum):
 
 
 STAFF_ROLES = frozenset({Role.admin, Role.coordinator, Role.communications})
+ROLE_LABELS = {
+    Role.admin: N_("Administrator"),
+    Role.coordinator: N_("Coordinator (crisis staff)"),
+    Role.communications: N_("Communications"),
+    Role.partner: N_("Partner organisation"),
+}
 
 
 def _lower(value: str) -> str:

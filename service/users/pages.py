@@ -5,14 +5,23 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, Query, Request, Response
 from fastapi.responses import HTMLResponse
 
-from service.auth import SESSION_COOKIE, MaybeUser, authenticate, check_csrf, issue_token, revoke_token
+from service.auth import (
+    SESSION_COOKIE,
+    AdminUser,
+    MaybeUser,
+    authenticate,
+    check_csrf,
+    issue_token,
+    revoke_token,
+)
 from service.config import settings
 from service.db import SessionDep
-from service.errors import NotAuthenticated, TooManyAttempts
-from service.i18n import LANGUAGE_COOKIE, gettext_for, normalise_language
+from service.errors import DomainError, NotAuthenticated, NotFound, TooManyAttempts
+from service.i18n import LANGUAGE_COOKIE, N_, gettext_for, normalise_language
+from service.pagination import PageDep
 from service.users import service
-from service.users.models import Role, User
-from service.web import redirect, render, safe_next
+from service.users.models import ROLE_LABELS, Role, User, UserCreate, UserUpdate
+from service.web import form_values, parse_form, redirect, render, safe_next
 
 router = APIRouter(dependencies=[Depends(check_csrf)], include_in_schema=False)
 
@@ -84,3 +93,56 @@ def choose_language(
     if user is not None:
         service.set_language(session=session, user=user, language=chosen)
     return response
+
+
+# --- administrators: the accounts --------------------------------------------------------------------
+
+
+@router.get("/staff/users", response_class=HTMLResponse)
+def users_page(request: Request, admin: AdminUser, session: SessionDep, page: PageDep) -> Response:
+    accounts, total = service.search(session=session, limit=page.limit, offset=page.offset)
+    return render(
+        request,
+        "staff/users/list.html",
+        {"accounts": accounts, "total": total, "page": page, "role_labels": ROLE_LABELS},
+    )
+
+
+@router.post("/staff/users", response_class=HTMLResponse)
+async def create_staff_user(request: Request, admin: AdminUser, session: SessionDep, page: PageDep) -> Response:
+    form = await request.form()
+    values = form_values(form, lists=("roles",))
+    data, errors = parse_form(UserCreate, values, gettext_for(request))
+    if data is not None:
+        try:
+            service.create(session=session, actor=admin, data=data)
+        except DomainError as error:
+            errors = {error.field or "__all__": error.text(gettext_for(request))}
+        else:
+            return redirect("/staff/users")
+    values.pop("password", None)
+    accounts, total = service.search(session=session, limit=page.limit, offset=page.offset)
+    return render(
+        request,
+        "staff/users/list.html",
+        {
+            "accounts": accounts,
+            "total": total,
+            "page": page,
+            "role_labels": ROLE_LABELS,
+            "values": values,
+            "errors": errors,
+        },
+        422,
+    )
+
+
+@router.post("/staff/users/{user_id}/active")
+def set_user_active(
+    user_id: int, admin: AdminUser, session: SessionDep, active: Annotated[bool, Form()] = False
+) -> Response:
+    target = session.get(User, user_id)
+    if target is None:
+        raise NotFound(N_("There is no user with this id."))
+    service.update(session=session, actor=admin, user=target, data=UserUpdate(is_active=active))
+    return redirect("/staff/users")
