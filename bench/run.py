@@ -11,5 +11,6 @@ BENCHMARKS = ["partners"]
 
 if __name__ == "__main__":
     for name in sys.argv[1:] or BENCHMARKS:
-        print(f"== bench/{name}.py")
-        runpy.run_path(str(HERE / f"{name}.py"), run_name="__main__")
+        print(f"== bench/{name}.py", flush=True)
+        sys.argv = [str(HERE / f"{name}.py")]
+        runpy.run_path(sys.argv[0], run_name="__main__")

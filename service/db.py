@@ -1,5 +1,6 @@
 """The database: engines, sessions, SQLite pragmas, the UTC timestamp type and the migration check."""
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -70,6 +71,13 @@ class EnumText(sa.types.TypeDecorator):
         return None if value is None else self.enum(value)
 
 
+SQLITE_WRITE_WAIT_SECONDS = 30
+
+
+class DatabaseBusy(RuntimeError):
+    pass
+
+
 def create_db_engine(url: str) -> Engine:
     """An engine for `url`; SQLite gets WAL, foreign keys, a busy timeout and explicit BEGINs."""
     if not url.startswith("sqlite"):
@@ -89,10 +97,36 @@ def create_db_engine(url: str) -> Engine:
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
 
+    # Writers of this process queue on a lock, in order, instead of in SQLite's busy handler, which
+    # sleeps in growing steps and lets an unlucky writer wait seconds under load.
+    writers = threading.Lock()
+
+    def _release(info: dict) -> None:
+        if info.pop("accord_writer", False):
+            writers.release()
+
     @event.listens_for(engine, "begin")
     def _on_begin(conn: sa.Connection) -> None:
-        immediate = conn.get_execution_options().get("accord_write")
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        if not conn.get_execution_options().get("accord_write"):
+            conn.exec_driver_sql("BEGIN")
+            return
+        if not writers.acquire(timeout=SQLITE_WRITE_WAIT_SECONDS):
+            raise DatabaseBusy(f"No write slot on the SQLite database within {SQLITE_WRITE_WAIT_SECONDS} s.")
+        conn.connection.info["accord_writer"] = True
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            _release(conn.connection.info)
+            raise
+
+    @event.listens_for(engine, "commit")
+    @event.listens_for(engine, "rollback")
+    def _on_end(conn: sa.Connection) -> None:
+        _release(conn.connection.info)
+
+    @event.listens_for(engine.pool, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        _release(record.info)  # a connection handed back without commit or rollback still lets go
 
     return engine
 
