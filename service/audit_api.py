@@ -6,7 +6,7 @@ from fastapi import APIRouter, Query
 
 from service import audit
 from service.auth import AdminUser
-from service.db import SessionDep
+from service.db import Id, SessionDep
 from service.pagination import PageDep
 
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
@@ -18,8 +18,8 @@ def list_audit(
     session: SessionDep,
     page: PageDep,
     entity: Annotated[str | None, Query(max_length=100)] = None,
-    entity_id: int | None = None,
-    actor_id: int | None = None,
+    entity_id: Id | None = None,
+    actor_id: Id | None = None,
 ) -> list[audit.AuditEntryPublic]:
     """Every change, newest first: who, when, what, before and after, and each row's chain hash."""
     rows = audit.list_entries(

@@ -9,7 +9,7 @@ from fastapi.responses import HTMLResponse
 
 from service import audit
 from service.auth import AdminUser, check_csrf
-from service.db import SessionDep
+from service.db import Id, SessionDep
 from service.pagination import PageDep
 from service.web import render
 
@@ -25,7 +25,7 @@ def audit_page(
     session: SessionDep,
     page: PageDep,
     entity: Entity = None,
-    entity_id: int | None = None,
+    entity_id: Id | None = None,
 ) -> Response:
     entries = audit.list_entries(
         session=session, entity=entity or None, entity_id=entity_id, limit=page.limit, offset=page.offset
@@ -41,7 +41,7 @@ def audit_page(
 
 
 @router.get("/staff/audit/export.csv")
-def audit_csv(admin: AdminUser, session: SessionDep, entity: Entity = None, entity_id: int | None = None) -> Response:
+def audit_csv(admin: AdminUser, session: SessionDep, entity: Entity = None, entity_id: Id | None = None) -> Response:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(

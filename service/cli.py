@@ -26,9 +26,13 @@ def serve(
     """Serve the pages and the API (and, unless ACCORD_RUN_SCHEDULER=false, the scheduled jobs)."""
     import uvicorn
 
-    from service.db import check_migrated
+    from service.db import DatabaseNotMigrated, check_migrated
 
-    check_migrated(_engine())
+    try:
+        check_migrated(_engine())
+    except DatabaseNotMigrated as error:
+        typer.echo(str(error), err=True)
+        raise typer.Exit(1) from None
     from service import demo
 
     typer.echo(demo.banner(host=host, port=port))

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
+import annotated_types
 import sqlalchemy as sa
 from fastapi import Depends, Request
 from sqlalchemy import event
@@ -27,6 +28,10 @@ MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
 # Write transactions take SQLite's write lock at BEGIN, so two writers queue instead of one failing
 # with "database is locked" when it upgrades a read snapshot that went stale.
 WRITE = {"accord_write": True}
+# Ids are `integer` columns, 32 bits on PostgreSQL: a bigger (or non-positive) id in a path, query or body
+# is refused as invalid input (422) rather than failing inside the query (500).
+MAX_ID = 2**31 - 1
+Id = Annotated[int, annotated_types.Interval(ge=1, le=MAX_ID)]
 
 
 def utcnow() -> datetime:

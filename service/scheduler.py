@@ -104,6 +104,8 @@ class _LeaderLock:
 
     def release(self) -> None:
         if self._pg_connection is not None:
+            # Closing alone would return the session, still holding the advisory lock, to the pool.
+            self._pg_connection.invalidate()
             self._pg_connection.close()
             self._pg_connection = None
         elif self.engine.dialect.name != "postgresql":
@@ -141,31 +143,42 @@ class SchedulerRunner:
             except sa.exc.SQLAlchemyError:
                 log.exception("scheduler lock check failed")
                 leading = False
-            if leading and self.scheduler is None:
-                self._start_scheduler()
-            elif not leading and self.scheduler is not None:
-                log.warning("lost the scheduler lock; stopping jobs in this process")
-                self._stop_scheduler()
+            try:
+                if leading and self.scheduler is None:
+                    self._start_scheduler()
+                elif not leading and self.scheduler is not None:
+                    log.warning("lost the scheduler lock; stopping jobs in this process")
+                    self._stop_scheduler()
+            except Exception:
+                # Ending this thread would keep the lock held (the PostgreSQL one for good) with no jobs running.
+                log.exception("starting or stopping the scheduled jobs failed; trying again")
             self._stop.wait(period)
 
     def _start_scheduler(self) -> None:
         log.info("this process (%s) now runs the scheduled jobs", self.lock.holder)
+        # A writer's engine: on SQLite the store's create-if-missing reads and then writes, which fails at once
+        # ("database is locked") when the other processes' lease writes made its snapshot stale.
+        store = SQLAlchemyJobStore(engine=write_engine(self.engine), tablename=JOBSTORE_TABLE)
         scheduler = BackgroundScheduler(
-            jobstores={"default": SQLAlchemyJobStore(engine=self.engine, tablename=JOBSTORE_TABLE)},
+            jobstores={"default": store},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600},
             timezone="UTC",
         )
         scheduler.start(paused=True)
-        for job in collect_jobs():
-            scheduler.add_job(
-                job.func,
-                "interval",
-                seconds=job.every_seconds(),
-                id=job.id,
-                name=job.id,
-                replace_existing=True,
-                next_run_time=datetime.now().astimezone(),
-            )
+        try:
+            for job in collect_jobs():
+                scheduler.add_job(
+                    job.func,
+                    "interval",
+                    seconds=job.every_seconds(),
+                    id=job.id,
+                    name=job.id,
+                    replace_existing=True,
+                    next_run_time=datetime.now().astimezone(),
+                )
+        except Exception:
+            scheduler.shutdown(wait=False)  # not left running, paused, beside the one the next try starts
+            raise
         scheduler.resume()
         self.scheduler = scheduler
 

@@ -1,5 +1,6 @@
 """The pages' Jinja2 environment, the render helper, and turning bad form input into messages per field."""
 
+import json
 from typing import Any
 from urllib.parse import quote
 
@@ -17,6 +18,8 @@ TEMPLATES_DIR = PROJECT_ROOT / "templates"
 templates = Jinja2Templates(
     env=Environment(loader=FileSystemLoader(TEMPLATES_DIR), autoescape=True, trim_blocks=True, lstrip_blocks=True)
 )
+# Readable JSON (Cyrillic as itself, not \\u escapes); autoescaping still applies to the result.
+templates.env.filters["pretty_json"] = lambda value: json.dumps(value, ensure_ascii=False, indent=1, sort_keys=True)
 
 _MESSAGES_BY_TYPE = {
     "missing": N_("This field is required."),
@@ -108,7 +111,9 @@ def redirect(url: str) -> RedirectResponse:
 
 
 def login_redirect(request: Request) -> RedirectResponse:
-    """To the login page, coming back here afterwards."""
+    """To the login page, coming back here afterwards (to a page, not to a form's POST address)."""
+    if request.method != "GET":
+        return RedirectResponse("/login", status_code=303)
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
 

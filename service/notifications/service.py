@@ -40,7 +40,8 @@ def _claim(session: Session, message_id: int) -> OutboxMessage | None:
         .where(
             col(OutboxMessage.id) == message_id,
             sa.or_(
-                col(OutboxMessage.status) == OutboxStatus.pending,
+                # Still due: a racing sender that just failed it has pushed next_attempt_at out.
+                sa.and_(col(OutboxMessage.status) == OutboxStatus.pending, col(OutboxMessage.next_attempt_at) <= now),
                 sa.and_(
                     col(OutboxMessage.status) == OutboxStatus.sending, col(OutboxMessage.claimed_at) < now - STALE_CLAIM
                 ),
@@ -49,6 +50,9 @@ def _claim(session: Session, message_id: int) -> OutboxMessage | None:
         .values(status=OutboxStatus.sending, claimed_at=now)
     )
     message = session.get(OutboxMessage, message_id, populate_existing=True) if result.rowcount == 1 else None
+    if message is not None:
+        # Detached, the commit cannot expire it, so reading it during the SMTP send opens no new transaction.
+        session.expunge(message)
     session.commit()
     return message
 

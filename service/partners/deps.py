@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import Depends
 
 from service.auth import CoordinatorUser, CurrentUser
-from service.db import SessionDep
+from service.db import Id, SessionDep
 from service.errors import Forbidden, NotFound
 from service.i18n import N_
 from service.partners import service
@@ -15,7 +15,7 @@ from service.users.models import Role
 NO_SUCH_ORGANISATION = N_("There is no organisation with this id.")
 
 
-def staff_organisation(organisation_id: int, user: CoordinatorUser, session: SessionDep) -> Organisation:
+def staff_organisation(organisation_id: Id, user: CoordinatorUser, session: SessionDep) -> Organisation:
     """The organisation, for staff who manage partners."""
     org = service.get(session=session, organisation_id=organisation_id)
     if org is None:
@@ -23,7 +23,7 @@ def staff_organisation(organisation_id: int, user: CoordinatorUser, session: Ses
     return org
 
 
-def visible_organisation(organisation_id: int, user: CurrentUser, session: SessionDep) -> Organisation:
+def visible_organisation(organisation_id: Id, user: CurrentUser, session: SessionDep) -> Organisation:
     """The organisation, for its own partner users and for staff who manage partners.
 
     Another organisation's partner gets the same 404 as for a missing one: ids reveal nothing.
@@ -42,7 +42,7 @@ def visible_organisation(organisation_id: int, user: CurrentUser, session: Sessi
 
 
 def visible_contact(
-    contact_id: int, org: Annotated[Organisation, Depends(visible_organisation)], session: SessionDep
+    contact_id: Id, org: Annotated[Organisation, Depends(visible_organisation)], session: SessionDep
 ) -> Contact:
     """A contact of an organisation the caller may see."""
     return service.get_contact(session=session, org=org, contact_id=contact_id)

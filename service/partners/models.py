@@ -51,7 +51,7 @@ KIND_LABELS = {
     OrganisationKind.public_body: N_("Public body"),
     OrganisationKind.volunteer_group: N_("Volunteer formation"),
     OrganisationKind.media: N_("Media"),
-    OrganisationKind.other: N_("Other"),
+    OrganisationKind.other: N_("Other kind"),
 }
 SECTOR_LABELS = {
     Sector.food: N_("Food"),

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import HTMLResponse
 
 from service.auth import CoordinatorUser, CurrentUser, check_csrf
-from service.db import SessionDep
+from service.db import Id, SessionDep
 from service.errors import DomainError, Forbidden
 from service.i18n import N_, gettext_for
 from service.pagination import PageDep
@@ -215,7 +215,7 @@ async def staff_add_contact(
 
 @router.post("/staff/partners/{organisation_id}/contacts/{contact_id}/delete")
 def staff_delete_contact(
-    contact_id: int, org: StaffOrganisation, user: CoordinatorUser, session: SessionDep
+    contact_id: Id, org: StaffOrganisation, user: CoordinatorUser, session: SessionDep
 ) -> Response:
     contact = service.get_contact(session=session, org=org, contact_id=contact_id)
     service.delete_contact(session=session, actor=user, contact=contact)
@@ -296,14 +296,14 @@ async def portal_add_contact(
 
 
 @router.get("/portal/contacts/{contact_id}/edit", response_class=HTMLResponse)
-def portal_edit_contact(request: Request, contact_id: int, org: OwnOrganisation, session: SessionDep) -> Response:
+def portal_edit_contact(request: Request, contact_id: Id, org: OwnOrganisation, session: SessionDep) -> Response:
     contact = service.get_contact(session=session, org=org, contact_id=contact_id)
     return render(request, "portal/contact.html", {"org": org, "contact": contact, "values": contact.model_dump()})
 
 
 @router.post("/portal/contacts/{contact_id}/edit", response_class=HTMLResponse)
 async def portal_update_contact(
-    request: Request, contact_id: int, org: OwnOrganisation, user: CurrentUser, session: SessionDep
+    request: Request, contact_id: Id, org: OwnOrganisation, user: CurrentUser, session: SessionDep
 ) -> Response:
     contact = service.get_contact(session=session, org=org, contact_id=contact_id)
     values = form_values(await request.form(), booleans=CONTACT_BOOLEANS)
@@ -324,7 +324,7 @@ async def portal_update_contact(
 
 
 @router.post("/portal/contacts/{contact_id}/delete")
-def portal_delete_contact(contact_id: int, org: OwnOrganisation, user: CurrentUser, session: SessionDep) -> Response:
+def portal_delete_contact(contact_id: Id, org: OwnOrganisation, user: CurrentUser, session: SessionDep) -> Response:
     contact = service.get_contact(session=session, org=org, contact_id=contact_id)
     service.delete_contact(session=session, actor=user, contact=contact)
     return redirect("/portal#contacts")

@@ -257,7 +257,7 @@ def export_csv(*, session: Session, filters: OrganisationFilter) -> str:
     orgs = session.exec(filters.apply(select(Organisation)).order_by(Organisation.name, Organisation.id)).all()
     primaries: dict[int, Contact] = {}
     for contact in session.exec(select(Contact).order_by(Contact.is_primary.desc(), Contact.id.desc())):
-        primaries[contact.organisation_id] = contact
+        primaries.setdefault(contact.organisation_id, contact)  # the first: the primary, else the newest
     for org in orgs:
         contact = primaries.get(org.id)
         writer.writerow(
@@ -371,8 +371,13 @@ def remind_reverification(*, session: Session, older_than_days: int, base_url: s
         )
     now = utcnow()
     for org in due:
-        org.reverification_reminded_at = now
-        session.add(org)
+        # Only if still the verification read above: on PostgreSQL a re-verification may have committed
+        # meanwhile, and that one is to be reminded of when it grows old.
+        session.execute(
+            sa.update(Organisation)
+            .where(col(Organisation.id) == org.id, col(Organisation.verified_at) == org.verified_at)
+            .values(reverification_reminded_at=now)
+        )
     audit.record(
         session,
         actor="system:partners.reverification_reminders",

@@ -8,7 +8,7 @@ from pydantic import BaseModel
 
 from service.auth import AdminUser, CurrentUser, authenticate, issue_token
 from service.config import settings
-from service.db import SessionDep
+from service.db import Id, SessionDep
 from service.errors import NotFound
 from service.i18n import N_
 from service.pagination import Page, PageDep
@@ -33,7 +33,7 @@ def login_for_token(form: Annotated[OAuth2PasswordRequestForm, Depends()], sessi
     return Token(access_token=token, expires_in=settings.token_hours * 3600)
 
 
-def user_or_404(user_id: int, admin: AdminUser, session: SessionDep) -> User:
+def user_or_404(user_id: Id, admin: AdminUser, session: SessionDep) -> User:
     user = session.get(User, user_id)
     if user is None:
         raise NotFound(N_("There is no user with this id."))

@@ -5,10 +5,10 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 import sqlalchemy as sa
-from pydantic import AfterValidator, EmailStr, StringConstraints
+from pydantic import AfterValidator, ConfigDict, EmailStr, StringConstraints
 from sqlmodel import Field, SQLModel
 
-from service.db import UTCDateTime, utcnow
+from service.db import Id, UTCDateTime, utcnow
 from service.i18n import N_
 
 
@@ -23,7 +23,7 @@ STAFF_ROLES = frozenset({Role.admin, Role.coordinator, Role.communications})
 ROLE_LABELS = {
     Role.admin: N_("Administrator"),
     Role.coordinator: N_("Coordinator (crisis staff)"),
-    Role.communications: N_("Communications"),
+    Role.communications: N_("Communications (press office)"),
     Role.partner: N_("Partner organisation"),
 }
 
@@ -50,6 +50,7 @@ class User(UserBase, table=True):
     __tablename__ = "user_account"
 
     id: int | None = Field(default=None, primary_key=True)
+    roles: list[str] = Field(default_factory=list, sa_type=sa.JSON)  # Role values, as JSON reads them back
     password_hash: str = Field(max_length=200)
     is_active: bool = True
     failed_logins: int = 0
@@ -69,25 +70,31 @@ class User(UserBase, table=True):
 
 
 class UserCreate(SQLModel):
+    model_config = ConfigDict(extra="forbid")
+
     email: Email
     full_name: Name
     password: Password
     roles: list[Role] = Field(min_length=1)
-    organisation_id: int | None = None
+    organisation_id: Id | None = None
     language: Language = "bg"
 
 
 class UserUpdate(SQLModel):
+    model_config = ConfigDict(extra="forbid")
+
     full_name: Name | None = None
     password: Password | None = None
     roles: list[Role] | None = Field(default=None, min_length=1)
-    organisation_id: int | None = None
+    organisation_id: Id | None = None
     language: Language | None = None
     is_active: bool | None = None
 
 
 class PartnerUserCreate(SQLModel):
     """A login for one organisation's representative; the organisation comes from the path."""
+
+    model_config = ConfigDict(extra="forbid")
 
     email: Email
     full_name: Name

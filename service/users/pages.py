@@ -15,7 +15,7 @@ from service.auth import (
     revoke_token,
 )
 from service.config import settings
-from service.db import SessionDep
+from service.db import Id, SessionDep
 from service.errors import DomainError, NotAuthenticated, NotFound, TooManyAttempts
 from service.i18n import LANGUAGE_COOKIE, N_, gettext_for, normalise_language
 from service.pagination import PageDep
@@ -53,7 +53,10 @@ def login(
     except (NotAuthenticated, TooManyAttempts) as error:
         status = 429 if isinstance(error, TooManyAttempts) else 401
         message = error.text(gettext_for(request))
-        return render(request, "auth/login.html", {"next": next, "values": {"email": email}, "error": message}, status)
+        page = render(request, "auth/login.html", {"next": next, "values": {"email": email}, "error": message}, status)
+        if isinstance(error, TooManyAttempts):
+            page.headers["Retry-After"] = str(error.retry_after)
+        return page
     response = redirect(safe_next(next, home_of(user)))
     token = issue_token(session=session, user=user, kind="session")
     response.set_cookie(
@@ -139,7 +142,7 @@ async def create_staff_user(request: Request, admin: AdminUser, session: Session
 
 @router.post("/staff/users/{user_id}/active")
 def set_user_active(
-    user_id: int, admin: AdminUser, session: SessionDep, active: Annotated[bool, Form()] = False
+    user_id: Id, admin: AdminUser, session: SessionDep, active: Annotated[bool, Form()] = False
 ) -> Response:
     target = session.get(User, user_id)
     if target is None:
