@@ -99,21 +99,28 @@ def _actor_fields(actor: Any) -> tuple[int | None, str]:
     return actor.id, actor.email
 
 
-def entry_hash(entry: AuditEntry) -> str:
-    """The SHA-256 of an entry's content and its predecessor's hash."""
+def _content_hash(row: dict[str, Any]) -> str:
     content = {
-        "prev": entry.prev_hash,
-        "at": entry.at.isoformat(timespec="microseconds"),
-        "actor_id": entry.actor_id,
-        "actor": entry.actor,
-        "action": entry.action,
-        "entity": entry.entity,
-        "entity_id": entry.entity_id,
-        "before": entry.before,
-        "after": entry.after,
+        "prev": row["prev_hash"],
+        "at": row["at"].isoformat(timespec="microseconds"),
+        "actor_id": row["actor_id"],
+        "actor": row["actor"],
+        "action": row["action"],
+        "entity": row["entity"],
+        "entity_id": row["entity_id"],
+        "before": row["before"],
+        "after": row["after"],
     }
     canonical = json.dumps(content, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def entry_hash(entry: AuditEntry) -> str:
+    """The SHA-256 of an entry's content and its predecessor's hash."""
+    return _content_hash({name: getattr(entry, name) for name in _HASHED})
+
+
+_HASHED = ("prev_hash", "at", "actor_id", "actor", "action", "entity", "entity_id", "before", "after")
 
 
 def _dump(value: dict[str, Any] | None) -> str | None:
@@ -122,11 +129,17 @@ def _dump(value: dict[str, Any] | None) -> str | None:
     return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
 
 
+_TABLE = AuditEntry.__table__
+# Core statements, built once: every write in the service passes through here.
+_HEAD = sa.select(_TABLE.c.hash).order_by(_TABLE.c.id.desc()).limit(1)
+_INSERT = sa.insert(_TABLE)
+_CHAIN_LOCK = sa.text("SELECT pg_advisory_xact_lock(:key)")
+
+
 def _lock_head(session: Session) -> str:
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CHAIN_LOCK_KEY})
-    head = session.exec(select(AuditEntry.hash).order_by(AuditEntry.id.desc()).limit(1)).first()
-    return head or GENESIS
+        session.execute(_CHAIN_LOCK, {"key": _CHAIN_LOCK_KEY})
+    return session.execute(_HEAD).scalar() or GENESIS
 
 
 @event.listens_for(Session, "before_commit")
@@ -142,21 +155,19 @@ def _seal(session: Session) -> None:
         if after is None and entity is not None and not sa.inspect(entity).was_deleted:
             after = snapshot(entity)
         actor_id, actor = _actor_fields(item["actor"])
-        entry = AuditEntry(
-            at=item["at"],
-            actor_id=actor_id,
-            actor=actor,
-            action=item["action"],
-            entity=item["entity_name"],
-            entity_id=item["entity_id"] or (getattr(entity, "id", None) if entity is not None else None),
-            before=_dump(item["before"]),
-            after=_dump(after),
-            prev_hash=prev,
-        )
-        entry.hash = entry_hash(entry)
-        session.add(entry)
-        session.flush()  # ids follow the chain's order
-        prev = entry.hash
+        row = {
+            "at": item["at"],
+            "actor_id": actor_id,
+            "actor": actor,
+            "action": item["action"],
+            "entity": item["entity_name"],
+            "entity_id": item["entity_id"] or (getattr(entity, "id", None) if entity is not None else None),
+            "before": _dump(item["before"]),
+            "after": _dump(after),
+            "prev_hash": prev,
+        }
+        row["hash"] = prev = _content_hash(row)
+        session.execute(_INSERT, row)  # one row a statement: ids follow the chain's order
 
 
 @event.listens_for(Session, "after_rollback")

@@ -1,15 +1,18 @@
 """The database: engines, sessions, SQLite pragmas, the UTC timestamp type and the migration check."""
 
+import asyncio
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import annotated_types
+import anyio
 import sqlalchemy as sa
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel
@@ -148,12 +151,42 @@ def session_scope(engine: Engine, *, write: bool = False) -> Iterator[Session]:
         yield session
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    """The request's session: a writer for unsafe methods, a plain reader for GET and HEAD."""
+def _sqlite_write_gate(app: Any) -> asyncio.Lock:
+    """The queue of this app's writing requests on SQLite (one lock per event loop)."""
+    loop = asyncio.get_running_loop()
+    gate = getattr(app.state, "sqlite_write_gate", None)
+    if gate is None or gate[0] is not loop:
+        gate = (loop, asyncio.Lock())
+        app.state.sqlite_write_gate = gate
+    return gate[1]
+
+
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    """The request's session: a writer for unsafe methods, a plain reader for GET and HEAD.
+
+    On SQLite a writing request holds the write lock from its first query to its end, across several
+    hops through the thread pool (dependencies, route, response). Writing requests therefore queue here,
+    in the event loop, before they take a thread: queued in pool threads instead, 40 of them would take
+    every thread while the one holding the lock waited for a thread to go on, and all stalled for 30 s.
+    """
     engine: Engine = request.app.state.engine
     write = request.method not in ("GET", "HEAD", "OPTIONS")
-    with session_scope(engine, write=write) as session:
-        yield session
+    gate = _sqlite_write_gate(request.app) if write and engine.dialect.name == "sqlite" else None
+    if gate is not None:
+        await gate.acquire()
+    try:
+        session = Session(write_engine(engine) if write else engine, expire_on_commit=False)
+        try:
+            yield session
+        finally:
+            if session.in_transaction():  # ending it is I/O (a ROLLBACK): off the event loop
+                with anyio.CancelScope(shield=True):  # a client gone away must not leave the lock held
+                    await run_in_threadpool(session.close)
+            else:
+                session.close()
+    finally:
+        if gate is not None:
+            gate.release()
 
 
 SessionDep = Annotated[Session, Depends(get_session)]

@@ -226,6 +226,98 @@ def load(*, session: Session) -> None:
             organisation_id=first.id,
         ),
     )
+    _load_emergency(session, coordinator)
+
+
+FLOOD_NEEDS = [
+    # item, sector, unit, quantity, priority, deliver to, hours until needed
+    ("Бутилирана вода", "water", "l", 1200, "critical", "Училище „Христо Ботев“ (временен подслон)", 18),
+    ("Одеяла", "shelter", "pcs", 300, "critical", "Училище „Христо Ботев“ (временен подслон)", 12),
+    ("Пясъчни чували", "other", "pcs", 2000, "high", "Дига при моста на ул. „Речна“", 6),
+    ("Хранителни пакети", "food", "box", 150, "high", "Читалище „Просвета – 1905“", 24),
+    (
+        "Доброволци за пълнене на чували",
+        "volunteers",
+        "person_hours",
+        240,
+        "normal",
+        "Дига при моста на ул. „Речна“",
+        8,
+    ),
+    ("Бус за превоз на хора", "transport", "vehicle_days", 6, "normal", "Кметство – кв. „Изток“", 36),
+    ("Дизелово гориво за помпи", "fuel", "l", 800, "low", "Помпена станция „Изток“", 48),
+]
+
+
+def _load_emergency(session: Session, coordinator: User) -> None:
+    """An active flood with needs in every state of coverage, pledges, a partial receipt and an offer."""
+    from service.emergencies import service as logistics
+    from service.emergencies.models import (
+        AcceptBody,
+        EmergencyCreate,
+        NeedCreate,
+        OfferCreate,
+        PledgeCreate,
+        ReceiptCreate,
+    )
+    from service.partners.models import Organisation
+
+    flood = logistics.declare(
+        session=session,
+        actor=coordinator,
+        data=EmergencyCreate(
+            title="Наводнение в кв. „Изток“",
+            kind="flood",
+            area="гр. Примерно, кв. „Изток“ и поречието на р. Струма",
+            severity="severe",
+            description="Бедствено положение, обявено със заповед на кмета. Евакуирани 180 жители.",
+        ),
+    )
+    now = utcnow()
+    needs = [
+        logistics.add_need(
+            session=session,
+            actor=coordinator,
+            emergency=flood,
+            data=NeedCreate(
+                item_name=item,
+                sector=sector,
+                unit=unit,
+                quantity=quantity,
+                priority=priority,
+                deliver_to=place,
+                needed_by=now + timedelta(hours=hours),
+            ),
+            open_now=True,
+        )
+        for item, sector, unit, quantity, priority, place, hours in FLOOD_NEEDS
+    ]
+    orgs = {o.registration_number: o for o in session.exec(select(Organisation))}
+    water, volunteers, logistic = orgs["113003225"], orgs["201004516"], orgs["175041154"]
+
+    def pledge(need, org, quantity, hours):
+        return logistics.create_pledge(
+            session=session, actor=coordinator, need=need, organisation=org,
+            data=PledgeCreate(quantity=quantity, deliver_by=now + timedelta(hours=hours)),
+        )  # fmt: skip
+
+    water_pledge = pledge(needs[0], water, 1000, 12)
+    logistics.accept(session=session, actor=coordinator, pledge=water_pledge, data=AcceptBody(accepted_quantity=800))
+    logistics.dispatch(session=session, actor=coordinator, pledge=water_pledge)
+    logistics.record_receipt(
+        session=session, actor=coordinator, pledge=water_pledge,
+        data=ReceiptCreate(quantity=400, received_by="Директор на училището", note="Първи курс"),
+    )  # fmt: skip
+    blankets = pledge(needs[1], volunteers, 120, 10)
+    logistics.accept(session=session, actor=coordinator, pledge=blankets, data=AcceptBody())
+    pledge(needs[3], volunteers, 60, 20)
+    pledge(needs[4], volunteers, 240, 6)
+    pledge(needs[5], logistic, 4, 30)
+    logistics.create_offer(
+        session=session, actor=coordinator, organisation=logistic,
+        data=OfferCreate(item_name="Палети с минерална вода", sector="water", unit="l", quantity=500,
+                         note="Излишък от склада, на разположение веднага"),
+    )  # fmt: skip
 
 
 def banner(*, host: str, port: int) -> str:

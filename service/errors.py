@@ -6,6 +6,10 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 
 
+class Label(str):
+    """A message parameter that is itself a msgid (a unit's name, say): translated with the message."""
+
+
 class DomainError(Exception):
     """A refusal by the rules; `message` may be a gettext msgid, formatted with `params`."""
 
@@ -18,9 +22,11 @@ class DomainError(Exception):
         self.params = params
 
     def text(self, gettext: Any = None) -> str:
-        """The message in the reader's language."""
-        template = gettext(self.message) if gettext else self.message
-        return template.format(**self.params) if self.params else template
+        """The message in the reader's language (its `Label` parameters translated too)."""
+        translate = gettext or (lambda text: text)
+        params = {k: translate(v) if isinstance(v, Label) else v for k, v in self.params.items()}
+        template = translate(self.message)
+        return template.format(**params) if params else template
 
 
 class NotFound(DomainError):

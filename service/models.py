@@ -1,6 +1,7 @@
 """Every table, imported in one place so the metadata (and Alembic) sees them all."""
 
 from service.audit import AuditEntry
+from service.emergencies.models import Emergency, Need, Offer, Pledge, Receipt
 from service.notifications.models import OutboxMessage
 from service.partners.models import Contact, Organisation, OrganisationSector
 from service.scheduler import SchedulerLock
@@ -10,9 +11,14 @@ __all__ = [
     "AuditEntry",
     "AuthToken",
     "Contact",
+    "Emergency",
+    "Need",
+    "Offer",
     "Organisation",
     "OrganisationSector",
     "OutboxMessage",
+    "Pledge",
+    "Receipt",
     "SchedulerLock",
     "User",
 ]

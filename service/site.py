@@ -7,6 +7,8 @@ from sqlmodel import func, select
 from service.auth import CurrentUser, MaybeUser
 from service.config import settings
 from service.db import SessionDep
+from service.emergencies.models import KIND_LABELS, SEVERITY_LABELS, EmergencyStatus
+from service.emergencies.service import list_emergencies
 from service.errors import Forbidden
 from service.i18n import N_
 from service.partners.models import Organisation, VerificationStatus
@@ -33,8 +35,11 @@ def dashboard(request: Request, user: CurrentUser, session: SessionDep) -> Respo
         ).all()
     )
     due = due_for_reverification(session=session, older_than_days=settings.reverification_days)
+    active, active_total = list_emergencies(session=session, status=EmergencyStatus.active, limit=10)
     return render(
         request,
         "staff/dashboard.html",
-        {"counts": {status: counts.get(status, 0) for status in VerificationStatus}, "due": due},
-    )
+        {"counts": {status: counts.get(status, 0) for status in VerificationStatus}, "due": due,
+         "emergencies": active, "emergencies_total": active_total,
+         "emergency_labels": {"kinds": KIND_LABELS, "severities": SEVERITY_LABELS}},
+    )  # fmt: skip

@@ -1,10 +1,12 @@
 """The pages' Jinja2 environment, the render helper, and turning bad form input into messages per field."""
 
 import json
-from typing import Any
+import re
+from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import Request
+from babel.numbers import NumberFormatError, parse_decimal
+from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader
@@ -12,7 +14,17 @@ from pydantic import BaseModel, ValidationError
 from starlette.datastructures import FormData
 
 from service.config import PROJECT_ROOT, settings
-from service.i18n import N_, format_date, format_datetime, format_number, language_of, translations
+from service.i18n import (
+    N_,
+    babel_locale,
+    format_date,
+    format_datetime,
+    format_number,
+    gettext_for,
+    language_of,
+    parse_local_datetime,
+    translations,
+)
 
 TEMPLATES_DIR = PROJECT_ROOT / "templates"
 templates = Jinja2Templates(
@@ -83,6 +95,54 @@ def parse_form(schema: type[BaseModel], values: dict[str, Any], gettext: Any) ->
         return schema.model_validate(values), {}
     except ValidationError as error:
         return None, field_errors(error, gettext)
+
+
+NOT_A_TIME = N_("Enter a date and time.")
+NOT_A_NUMBER = N_("Enter a number, such as 12 or 12.5.")
+
+
+async def read_form(request: Request) -> FormData:
+    """The posted form, read in the event loop so that the route itself can run in the thread pool."""
+    return await request.form()
+
+
+FormDep = Annotated[FormData, Depends(read_form)]
+
+
+def parse_typed_form(
+    schema: type[BaseModel],
+    values: dict[str, Any],
+    request: Request,
+    *,
+    times: tuple[str, ...] = (),
+    quantities: tuple[str, ...] = (),
+) -> tuple[Any, dict[str, str]]:
+    """Like `parse_form`, reading quantities in the reader's number format (`1 250,5` in Bulgarian) and
+    times as `datetime-local` in the configured time zone."""
+    gettext = gettext_for(request)
+    locale = babel_locale(language_of(request))
+    data, errors = dict(values), {}
+    for field in quantities:
+        if isinstance(data.get(field), str):
+            try:
+                number = parse_decimal(re.sub(r"[\s\u00a0\u202f]", "", data[field]), locale=locale)
+            except NumberFormatError:
+                number = None
+            if number is None or not number.is_finite():
+                errors[field] = gettext(NOT_A_NUMBER)
+                del data[field]
+            else:
+                data[field] = str(number)
+    for field in times:
+        if isinstance(data.get(field), str):
+            try:
+                data[field] = parse_local_datetime(data[field])
+            except ValueError:
+                errors[field] = gettext(NOT_A_TIME)
+                del data[field]
+    parsed, more = parse_form(schema, data, gettext)
+    errors = {**more, **errors}
+    return (None if errors else parsed), errors
 
 
 def render(request: Request, name: str, context: dict[str, Any] | None = None, status_code: int = 200) -> HTMLResponse:
