@@ -1,5 +1,6 @@
 """The one settings object: every setting is an `ACCORD_`-prefixed environment variable (or `.env`)."""
 
+import contextlib
 import os
 import secrets
 from functools import cached_property
@@ -66,12 +67,9 @@ class Settings(BaseSettings):
             tmp = path.with_name(f"secret_key.{os.getpid()}.tmp")
             tmp.write_text(secrets.token_urlsafe(48))
             tmp.chmod(0o600)
-            try:
+            with contextlib.suppress(FileExistsError):
                 os.link(tmp, path)
-            except FileExistsError:
-                pass
-            finally:
-                tmp.unlink()
+            tmp.unlink()
         return path.read_text().strip()
 
 

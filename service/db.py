@@ -83,7 +83,7 @@ SQLITE_WRITE_WAIT_SECONDS = 30
 
 
 class DatabaseBusy(RuntimeError):
-    pass
+    """No write slot on the SQLite database in time."""
 
 
 def create_db_engine(url: str) -> Engine:
@@ -210,7 +210,7 @@ def migrate(url: str) -> None:
 
 
 class DatabaseNotMigrated(RuntimeError):
-    pass
+    """The database's schema is not the one this version needs."""
 
 
 def check_migrated(engine: Engine) -> None:

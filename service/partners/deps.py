@@ -28,13 +28,11 @@ def visible_organisation(organisation_id: Id, user: CurrentUser, session: Sessio
 
     Another organisation's partner gets the same 404 as for a missing one: ids reveal nothing.
     """
-    if user.has_role(Role.admin, Role.coordinator):
-        pass
-    elif user.has_role(Role.partner):
+    if not user.has_role(Role.admin, Role.coordinator):
+        if not user.has_role(Role.partner):
+            raise Forbidden(N_("Your role does not allow this."))
         if user.organisation_id != organisation_id:
             raise NotFound(NO_SUCH_ORGANISATION)
-    else:
-        raise Forbidden(N_("Your role does not allow this."))
     org = service.get(session=session, organisation_id=organisation_id)
     if org is None:
         raise NotFound(NO_SUCH_ORGANISATION)
