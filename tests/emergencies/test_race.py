@@ -1,8 +1,10 @@
-"""The invariant under real concurrency: many pledges (and acceptances) raced at one need through a live
-server never over-commit it, on SQLite (one process) and PostgreSQL (two), and the audit chain stays whole.
+"""The invariant under real concurrency, through a live server on SQLite (one process) and PostgreSQL (two):
+pledges raced at one need never over-commit it and take exactly what fits; acceptances, withdrawals and
+dispatches raced on the same pledges each see the other's outcome (none revives a pledge, none is counted
+twice); one offer converts once; and the audit chain stays one unbroken line.
 
-Each request runs in its own thread with its own warmed-up keep-alive connection, and all are released
-together by a barrier, so they reach the server's row lock (or SQLite's write lock) at once.
+Each request runs in its own thread on its own warmed-up keep-alive connection, and all are released
+together by a barrier, so they reach the server's row locks (or SQLite's write lock) at once.
 """
 
 import re
@@ -152,9 +154,8 @@ def test_raced_pledges_acceptances_and_conversions_never_over_commit_or_double_c
         # Round 2: coordinators accept less than offered (two of them at once on some pledges), partners
         # withdraw some, and new pledges race for the room that frees.
         offered = sorted(created)
-        double = offered[:6]
-        single = offered[6:20]
-        withdrawn = offered[20:26]
+        # At least 14 got in (94 pcs or more, 7 at most each): the slices may run short, never fail.
+        double, single, withdrawn = offered[:4], offered[4:14], offered[14:20]
         calls = []
         for pledge_id in double:
             quantity = created[pledge_id]
