@@ -11,7 +11,7 @@ from service import audit
 from service.auth import AdminUser, check_csrf
 from service.db import Id, SessionDep
 from service.pagination import PageDep
-from service.web import render
+from service.web import csv_download, render
 
 router = APIRouter(dependencies=[Depends(check_csrf)], include_in_schema=False)
 
@@ -52,8 +52,4 @@ def audit_csv(admin: AdminUser, session: SessionDep, entity: Entity = None, enti
             [entry.id, entry.at.isoformat(), entry.actor_id, entry.actor, entry.action, entry.entity, entry.entity_id,
              entry.before or "", entry.after or "", entry.prev_hash, entry.hash]
         )  # fmt: skip
-    return Response(
-        "\ufeff" + out.getvalue(),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": 'attachment; filename="audit.csv"'},
-    )
+    return csv_download("\ufeff" + out.getvalue(), "audit.csv")

@@ -7,7 +7,7 @@ from urllib.parse import quote
 
 from babel.numbers import NumberFormatError, parse_decimal
 from fastapi import Depends, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader
 from pydantic import BaseModel, ValidationError
@@ -163,6 +163,15 @@ def render(request: Request, name: str, context: dict[str, Any] | None = None, s
         "values": {},
     }
     return templates.TemplateResponse(request, name, {**base, **(context or {})}, status_code=status_code)
+
+
+def csv_download(text: str, filename: str) -> Response:
+    """A CSV file to save (UTF-8)."""
+    return Response(
+        text,
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
 
 
 def redirect(url: str) -> RedirectResponse:

@@ -52,6 +52,7 @@ from service.i18n import N_
 from service.pagination import Page, PageDep
 from service.partners.models import Organisation
 from service.users.models import User
+from service.web import csv_download
 
 router = APIRouter(prefix="/api/v1", tags=["emergencies"])
 
@@ -195,16 +196,8 @@ def export_csv(
     emergency: CoordinatedEmergency, session: SessionDep, rows: Literal["needs", "pledges"] = "needs"
 ) -> Response:
     """Needs (or `?rows=pledges`) as HXL-tagged CSV: the hashtag row follows the header row."""
-    text = (
-        hxl.needs_csv(session=session, emergency=emergency)
-        if rows == "needs"
-        else hxl.pledges_csv(session=session, emergency=emergency)
-    )
-    return Response(
-        text,
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="emergency-{emergency.id}-{rows}.csv"'},
-    )
+    text = hxl.export(session=session, emergency=emergency, rows=rows)
+    return csv_download(text, f"emergency-{emergency.id}-{rows}.csv")
 
 
 # --- needs -----------------------------------------------------------------------------------------------

@@ -63,6 +63,13 @@ def _write(columns: list[tuple[str, str]], rows: Iterable[list]) -> str:
     return out.getvalue()
 
 
+def export(*, session: Session, emergency: Emergency, rows: str) -> str:
+    """The emergency's `needs` or `pledges` as HXL-tagged CSV."""
+    if rows == "pledges":
+        return pledges_csv(session=session, emergency=emergency)
+    return needs_csv(session=session, emergency=emergency)
+
+
 def needs_csv(*, session: Session, emergency: Emergency) -> str:
     """One row per need, with its coverage."""
     needs = list(session.exec(select(Need).where(Need.emergency_id == emergency.id).order_by(Need.id)))

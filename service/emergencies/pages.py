@@ -55,7 +55,7 @@ from service.i18n import (
 from service.pagination import PageDep, PageParams
 from service.partners.models import SECTOR_LABELS, Organisation
 from service.users.models import Role, User
-from service.web import FormDep, form_values, parse_form, parse_typed_form, redirect, render
+from service.web import FormDep, csv_download, form_values, parse_form, parse_typed_form, redirect, render
 
 router = APIRouter(dependencies=[Depends(check_csrf)], include_in_schema=False)
 
@@ -298,16 +298,8 @@ def decline_offer(
 def export_csv(
     emergency: CoordinatedEmergency, session: SessionDep, rows: Literal["needs", "pledges"] = "needs"
 ) -> Response:
-    text = (
-        hxl.needs_csv(session=session, emergency=emergency)
-        if rows == "needs"
-        else hxl.pledges_csv(session=session, emergency=emergency)
-    )
-    return Response(
-        text,
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="emergency-{emergency.id}-{rows}.csv"'},
-    )
+    text = hxl.export(session=session, emergency=emergency, rows=rows)
+    return csv_download(text, f"emergency-{emergency.id}-{rows}.csv")
 
 
 # --- one need and its pledges --------------------------------------------------------------------

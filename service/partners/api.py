@@ -26,6 +26,7 @@ from service.partners.models import (
 )
 from service.users import service as users
 from service.users.models import PartnerUserCreate, Role, UserCreate, UserPublic
+from service.web import csv_download
 
 router = APIRouter(prefix="/api/v1/partners", tags=["partners"])
 
@@ -66,11 +67,7 @@ def create_partner(
 @router.get("/export.csv", response_class=Response, responses={200: {"content": {"text/csv": {}}}})
 def export_partners(user: CoordinatorUser, session: SessionDep, filters: Filters) -> Response:
     """The registry (with the same filters as the list) as CSV."""
-    return Response(
-        service.export_csv(session=session, filters=filters),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": 'attachment; filename="partners.csv"'},
-    )
+    return csv_download(service.export_csv(session=session, filters=filters), "partners.csv")
 
 
 @router.get("/{organisation_id}", response_model=OrganisationPublic)

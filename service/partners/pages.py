@@ -29,7 +29,7 @@ from service.partners.models import (
 )
 from service.users import service as users
 from service.users.models import PartnerUserCreate, Role, User, UserCreate
-from service.web import form_values, parse_form, redirect, render
+from service.web import csv_download, form_values, parse_form, redirect, render
 
 router = APIRouter(dependencies=[Depends(check_csrf)], include_in_schema=False)
 
@@ -87,11 +87,7 @@ def registry_csv(user: CoordinatorUser, session: SessionDep, request: Request) -
         if params.get("verification_status") in VerificationStatus.__members__
         else None,
     )
-    return Response(
-        service.export_csv(session=session, filters=filters),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": 'attachment; filename="partners.csv"'},
-    )
+    return csv_download(service.export_csv(session=session, filters=filters), "partners.csv")
 
 
 @router.get("/staff/partners/new", response_class=HTMLResponse)
