@@ -34,7 +34,7 @@ def dashboard(request: Request, user: CurrentUser, session: SessionDep) -> Respo
             select(Organisation.verification_status, func.count()).group_by(Organisation.verification_status)
         ).all()
     )
-    due = due_for_reverification(session=session, older_than_days=settings.reverification_days)
+    due = due_for_reverification(session=session, older_than_days=settings.reverification_days, unreminded_only=False)
     active, active_total = list_emergencies(session=session, status=EmergencyStatus.active, limit=10)
     return render(
         request,

@@ -326,17 +326,23 @@ def delete_contact(*, session: Session, actor: User, contact: Contact) -> None:
     session.commit()
 
 
-def due_for_reverification(*, session: Session, older_than_days: int) -> list[Organisation]:
-    """Verified organisations whose verification is older than the limit and not yet reminded of."""
+def due_for_reverification(
+    *, session: Session, older_than_days: int, unreminded_only: bool = True
+) -> list[Organisation]:
+    """Verified organisations whose verification is older than the limit (by default only those not yet
+    reminded of; the dashboard lists them all until they are verified again)."""
     cutoff = utcnow() - timedelta(days=older_than_days)
     query = select(Organisation).where(
         Organisation.verification_status == VerificationStatus.verified,
         col(Organisation.verified_at) < cutoff,
-        sa.or_(
-            col(Organisation.reverification_reminded_at).is_(None),
-            col(Organisation.reverification_reminded_at) < col(Organisation.verified_at),
-        ),
     )
+    if unreminded_only:
+        query = query.where(
+            sa.or_(
+                col(Organisation.reverification_reminded_at).is_(None),
+                col(Organisation.reverification_reminded_at) < col(Organisation.verified_at),
+            )
+        )
     return list(session.exec(query.order_by(Organisation.verified_at)))
 
 

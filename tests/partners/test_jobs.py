@@ -15,7 +15,7 @@ from service.notifications.models import OutboxMessage
 from service.partners import service as partners
 from service.partners.models import Organisation
 from service.users.models import User
-from tests.factories import make_partner, make_user
+from tests.factories import make_partner, make_user, page_login
 
 BASE_URL = "https://accord.example/"
 
@@ -126,6 +126,19 @@ def test_a_renewed_verification_is_reminded_of_again_when_it_grows_old(session):
     assert other.name not in second.body  # still reminded of its own, unchanged verification
     assert second.dedupe_key != first.dedupe_key
     assert remind(session) == 0
+
+
+def test_the_dashboard_lists_what_is_due_until_it_is_verified_again(client, session):
+    coordinator = make_user(session, "coordinator")
+    org = verified_days_ago(
+        session, partners.verify(session=session, actor=make_user(session), org=make_partner(session)), 400
+    )
+    page_login(client, coordinator)
+    assert f'href="/staff/partners/{org.id}"' in client.get("/staff").text
+    assert remind(session) == 1
+    assert f'href="/staff/partners/{org.id}"' in client.get("/staff").text  # reminded, still due
+    partners.verify(session=session, actor=coordinator, org=org)
+    assert f'href="/staff/partners/{org.id}"' not in client.get("/staff").text
 
 
 def test_nothing_is_sent_when_nothing_is_due(session):
