@@ -368,21 +368,27 @@ def _need_again(request: Request, session: Session, need: Need, error: DomainErr
     return _need_page(request, session, need, context, error.status_code if error else 422)
 
 
-def _need_action(request: Request, session: Session, need: Need, action, form: str) -> Response:
-    """Runs a need's action without input; a refusal is shown beside its button."""
-    try:
-        action()
-    except DomainError as error:
-        failed = {"id": need.id, "form": form, "input": {}, "errors": _errors_of(error, request)}
-        return _need_again(request, session, need, error, {"failed": failed})
-    return redirect(f"/staff/needs/{need.id}")
+def _need_action(
+    request: Request, session: Session, need: Need, form: str, values: dict, parsed: tuple, act: Callable
+) -> Response:
+    """Runs `act(data)` for a parsed form on a need; bad input or a refusal is shown beside that form."""
+    data, errors = parsed
+    error = None
+    if data is not None:
+        try:
+            act(data)
+        except DomainError as refused:
+            error, errors = refused, _errors_of(refused, request)
+        else:
+            return redirect(f"/staff/needs/{need.id}")
+    failed = {"id": need.id, "form": form, "input": values, "errors": errors}
+    return _need_again(request, session, need, error, {"failed": failed})
 
 
 @router.post("/staff/needs/{need_id}/open", response_class=HTMLResponse)
 def open_need(request: Request, need: CoordinatedNeed, user: CurrentUser, session: SessionDep) -> Response:
-    return _need_action(
-        request, session, need, lambda: service.open_need(session=session, actor=user, need=need), "need-open"
-    )
+    act = partial(service.open_need, session=session, actor=user, need=need)
+    return _need_action(request, session, need, "need-open", {}, (True, {}), lambda _data: act())
 
 
 @router.post("/staff/needs/{need_id}/close", response_class=HTMLResponse)
@@ -390,18 +396,13 @@ def close_need(
     request: Request, need: CoordinatedNeed, user: CurrentUser, session: SessionDep, form: FormDep
 ) -> Response:
     values = form_values(form)
+    # The reason is optional here: checked only when one is given.
     if "reason" in values:
-        data, errors = parse_form(ReasonBody, values, gettext_for(request))
-        if data is None:
-            failed = {"id": need.id, "form": "need-close", "input": values, "errors": errors}
-            return _need_again(request, session, need, None, {"failed": failed})
-    reason = values.get("reason", "").strip() or None
-    try:
-        service.close_need(session=session, actor=user, need=need, reason=reason)
-    except DomainError as error:
-        failed = {"id": need.id, "form": "need-close", "input": values, "errors": _errors_of(error, request)}
-        return _need_again(request, session, need, error, {"failed": failed})
-    return redirect(f"/staff/needs/{need.id}")
+        parsed = parse_form(ReasonBody, values, gettext_for(request))
+    else:
+        parsed = (ReasonBody.model_construct(reason=None), {})
+    act = partial(service.close_need, session=session, actor=user, need=need)
+    return _need_action(request, session, need, "need-close", values, parsed, lambda data: act(reason=data.reason))
 
 
 @router.post("/staff/needs/{need_id}/cancel", response_class=HTMLResponse)
@@ -409,17 +410,9 @@ def cancel_need(
     request: Request, need: CoordinatedNeed, user: CurrentUser, session: SessionDep, form: FormDep
 ) -> Response:
     values = form_values(form)
-    data, errors = parse_form(ReasonBody, values, gettext_for(request))
-    error = None
-    if data is not None:
-        try:
-            service.cancel_need(session=session, actor=user, need=need, reason=data.reason)
-        except DomainError as refused:
-            error, errors = refused, _errors_of(refused, request)
-        else:
-            return redirect(f"/staff/needs/{need.id}")
-    failed = {"id": need.id, "form": "need-cancel", "input": values, "errors": errors}
-    return _need_again(request, session, need, error, {"failed": failed})
+    parsed = parse_form(ReasonBody, values, gettext_for(request))
+    act = partial(service.cancel_need, session=session, actor=user, need=need)
+    return _need_action(request, session, need, "need-cancel", values, parsed, lambda data: act(reason=data.reason))
 
 
 @router.post("/staff/needs/{need_id}/edit", response_class=HTMLResponse)
