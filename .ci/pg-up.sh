@@ -17,5 +17,8 @@ pg_ctlcluster "$V" main status >/dev/null 2>&1 || pg_ctlcluster "$V" main start
 runuser -u postgres -- psql -v ON_ERROR_STOP=1 -q <<'SQL'
 SELECT 'CREATE ROLE app LOGIN CREATEDB PASSWORD ''app'''
 WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'app')\gexec
+-- DROP DATABASE ... WITH (FORCE) in the tests must be able to end an autovacuum worker.
+SELECT 'GRANT pg_signal_backend TO app'
+WHERE NOT pg_has_role('app', 'pg_signal_backend', 'MEMBER')\gexec
 SQL
 echo "PostgreSQL $V is up on 127.0.0.1:5432 (role app)."

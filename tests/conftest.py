@@ -57,6 +57,19 @@ def _pg_admin(sql: str) -> None:
         conn.execute(sql)
 
 
+def _drop_pg_database(name: str) -> None:
+    """Drops a test database, waiting out an autovacuum worker a role without pg_signal_backend
+    may not end (the error then names that role)."""
+    for attempt in range(50):
+        try:
+            _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            return
+        except (psycopg.errors.InsufficientPrivilege, psycopg.errors.ObjectInUse):
+            if attempt == 49:
+                raise
+            time.sleep(0.2)
+
+
 class DatabaseFactory:
     """Makes fresh, migrated databases of one backend: migrated once, then copied per test."""
 
@@ -92,12 +105,11 @@ class DatabaseFactory:
             for suffix in ("", "-wal", "-shm"):
                 Path(url.removeprefix("sqlite:///") + suffix).unlink(missing_ok=True)
         else:
-            name = url.rsplit("/", 1)[1]
-            _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            _drop_pg_database(url.rsplit("/", 1)[1])
 
     def close(self) -> None:
         if self.backend == "postgresql":
-            _pg_admin(f'DROP DATABASE IF EXISTS "{self.template}" WITH (FORCE)')
+            _drop_pg_database(self.template)
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
