@@ -154,11 +154,20 @@ def _current_user(request: Request, session: SessionDep) -> User | None:
 MaybeUser = Annotated[User | None, Depends(_current_user)]
 
 
-async def _logged_in(user: MaybeUser) -> User:
-    # `async`, as it does no I/O: FastAPI then runs it in the event loop, not on a pool thread.
+def _required(user: User | None) -> User:
     if user is None:
         raise NotAuthenticated(N_("Please log in."))
     return user
+
+
+async def _logged_in(user: MaybeUser) -> User:
+    # `async`, as it does no I/O: FastAPI then runs it in the event loop, not on a pool thread.
+    return _required(user)
+
+
+def logged_in_user(request: Request, session: Session) -> User:
+    """What `CurrentUser` gives, for a route that looks it up itself on its own thread."""
+    return _required(_current_user(request, session))
 
 
 CurrentUser = Annotated[User, Depends(_logged_in)]

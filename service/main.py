@@ -16,7 +16,6 @@ from sqlalchemy.engine import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service import audit_api, audit_pages, site
-from service.auth import CSRF_COOKIE, new_csrf_value
 from service.config import settings
 from service.db import check_migrated, create_db_engine
 from service.emergencies import api as emergencies_api
@@ -24,6 +23,7 @@ from service.emergencies import pages as emergencies_pages
 from service.emergencies import portal as emergencies_portal
 from service.errors import DomainError, NotAuthenticated, domain_error_json
 from service.i18n import gettext_for
+from service.middleware import SecurityHeaders
 from service.partners import api as partners_api
 from service.partners import pages as partners_pages
 from service.scheduler import SchedulerRunner
@@ -32,16 +32,6 @@ from service.users import pages as users_pages
 from service.web import TEMPLATES_DIR, login_redirect, render
 
 log = logging.getLogger("accord")
-
-SECURITY_HEADERS = {
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "same-origin",
-}
-PAGE_CSP = (
-    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-    "form-action 'self'; frame-ancestors 'none'"
-)
 
 
 def _printable(errors: Sequence[dict]) -> list[dict]:
@@ -82,6 +72,7 @@ def create_app(engine: Engine | None = None, *, run_scheduler: bool | None = Non
     app.state.engine = engine
     # Pages like the coverage board are large and repetitive HTML: compressed, they cross a weak link fast.
     app.add_middleware(GZipMiddleware, minimum_size=2048, compresslevel=5)
+    app.add_middleware(SecurityHeaders)
     app.state.scheduler = runner
 
     for router in (
@@ -95,23 +86,6 @@ def create_app(engine: Engine | None = None, *, run_scheduler: bool | None = Non
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> PlainTextResponse:
         return PlainTextResponse("ok")
-
-    @app.middleware("http")
-    async def csrf_cookie_and_headers(request: Request, call_next) -> Response:
-        token = request.cookies.get(CSRF_COOKIE)
-        request.state.csrf_token = token or new_csrf_value()
-        response = await call_next(request)
-        if not token and not request.url.path.startswith(("/api/", "/static/", "/healthz")):
-            response.set_cookie(
-                CSRF_COOKIE, request.state.csrf_token, httponly=True, samesite="lax", secure=settings.secure_cookies
-            )
-        for name, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
-        if response.headers.get("content-type", "").startswith("text/html") and not request.url.path.startswith(
-            ("/docs", "/redoc")
-        ):
-            response.headers.setdefault("Content-Security-Policy", PAGE_CSP)
-        return response
 
     @app.exception_handler(DomainError)
     async def domain_error(request: Request, exc: DomainError) -> Response:

@@ -3,12 +3,13 @@
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, StringConstraints
 from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
 
-from service.auth import CoordinatorUser, CurrentUser
-from service.db import SessionDep
+from service.auth import CoordinatorUser, CurrentUser, logged_in_user
+from service.db import Id, SessionDep
 from service.emergencies import hxl, service
 from service.emergencies.coverage import NeedCoverage, coverage_for, delivered_by_pledge
 from service.emergencies.deps import (
@@ -22,6 +23,7 @@ from service.emergencies.deps import (
     VisiblePledge,
     coordinates,
     partner_organisation,
+    visible_need,
 )
 from service.emergencies.models import (
     AcceptBody,
@@ -250,12 +252,21 @@ def list_need_pledges(need: VisibleNeed, user: CurrentUser, session: SessionDep)
 
 
 @router.post("/needs/{need_id}/pledges", status_code=status.HTTP_201_CREATED, response_model=PledgePublic)
-def pledge(data: PledgeCreate, need: VisibleNeed, user: CurrentUser, session: SessionDep) -> PledgePublic:
+async def pledge(need_id: Id, data: PledgeCreate, request: Request, session: SessionDep) -> Response:
     """Pledge against an open need: 409, saying how much is still open, if it would over-commit the need."""
+    # The route a surge hits hardest. Its dependencies are called inside one trip to the thread pool
+    # instead of one trip each, and the answer is serialised once: together half of a pledge's cost.
+    return await run_in_threadpool(_pledge, request, session, need_id, data)
+
+
+def _pledge(request: Request, session: Session, need_id: int, data: PledgeCreate) -> Response:
+    user = logged_in_user(request, session)
+    need = visible_need(need_id, user, session)
     organisation = _acting_organisation(session, user, data.organisation_id)
     created = service.create_pledge(session=session, actor=user, need=need, organisation=organisation, data=data)
     # Nothing has arrived of a pledge made just now: no query (and, on SQLite, no second write transaction).
-    return PledgePublic.model_validate({**created.model_dump(), "delivered": Decimal(0), "overdue": False})
+    answer = PledgePublic.model_validate(created, update={"delivered": Decimal(0), "overdue": False})
+    return Response(answer.model_dump_json(), status.HTTP_201_CREATED, media_type="application/json")
 
 
 # --- pledges ---------------------------------------------------------------------------------------------

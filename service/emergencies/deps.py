@@ -8,8 +8,9 @@ the same 404 as a missing id, so ids reveal nothing.
 from typing import Annotated
 
 from fastapi import Depends
+from sqlalchemy import bindparam
 from sqlalchemy.orm import lazyload
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from service.auth import CurrentUser
 from service.db import Id, SessionDep
@@ -65,15 +66,26 @@ def coordinated_emergency(emergency_id: Id, user: CurrentUser, session: SessionD
 
 
 def visible_need(need_id: Id, user: CurrentUser, session: SessionDep) -> Need:
-    need = session.get(Need, need_id)
+    if user.is_staff:
+        need = session.get(Need, need_id)
+    else:
+        partner_organisation(user, session)
+        need = session.exec(_OPEN_NEED_OF_ACTIVE_EMERGENCY, params={"need_id": need_id}).first()
     if need is None:
         raise NotFound(NO_SUCH_NEED)
-    if not user.is_staff:
-        partner_organisation(user, session)
-        emergency = session.get(Emergency, need.emergency_id)
-        if need.status != NeedStatus.open or emergency.status != EmergencyStatus.active:
-            raise NotFound(NO_SUCH_NEED)
     return need
+
+
+# Built once: a partner pledging asks it with every pledge.
+_OPEN_NEED_OF_ACTIVE_EMERGENCY = (
+    select(Need)
+    .join(Emergency, Emergency.id == Need.emergency_id)
+    .where(
+        Need.id == bindparam("need_id"),
+        Need.status == NeedStatus.open,
+        Emergency.status == EmergencyStatus.active,
+    )
+)
 
 
 def coordinated_need(need_id: Id, user: CurrentUser, session: SessionDep) -> Need:

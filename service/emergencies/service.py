@@ -191,6 +191,17 @@ def _lock_need(session: Session, need_id: int) -> Need:
     return _lock_row(session, Need, need_id)
 
 
+def _lock_need_to_pledge(session: Session, need_id: int) -> tuple[Need, EmergencyStatus]:
+    """The need under its row lock, with its emergency's status read in the same statement."""
+    return session.exec(
+        select(Need, Emergency.status)
+        .join(Emergency, Emergency.id == Need.emergency_id)
+        .where(Need.id == need_id)
+        .with_for_update(of=Need)
+        .execution_options(populate_existing=True)
+    ).one()
+
+
 def _lock_pledge(session: Session, pledge_id: int) -> Pledge:
     """The pledge, re-read under a row lock: two decisions on one pledge (say an accept racing a withdrawal
     or another accept) take turns, and the second sees the first's outcome, not the state loaded before.
@@ -334,10 +345,9 @@ def _fits(session: Session, need: Need, adding: Decimal, replacing: Decimal = De
         raise PledgeExceedsNeed(need, remaining, adding)
 
 
-def _check_pledgeable(session: Session, need: Need, organisation: Organisation) -> None:
+def _check_pledgeable(need: Need, emergency_status: EmergencyStatus, organisation: Organisation) -> None:
     _require(need.status == NeedStatus.open, N_("This need is not open for pledges."))
-    emergency = session.get(Emergency, need.emergency_id)
-    _require(emergency.status == EmergencyStatus.active, N_("The emergency no longer takes pledges."))
+    _require(emergency_status == EmergencyStatus.active, N_("The emergency no longer takes pledges."))
     if organisation.verification_status == VerificationStatus.suspended:
         raise Conflict(N_("A suspended organisation cannot pledge."))
 
@@ -349,8 +359,8 @@ def create_pledge(
     _check_future(data.deliver_by, "deliver_by")
     if data.available_from is not None and data.available_from > data.deliver_by:
         raise Invalid(N_("Available from must be before deliver by."), field="available_from")
-    need = _lock_need(session, need.id)
-    _check_pledgeable(session, need, organisation)
+    need, emergency_status = _lock_need_to_pledge(session, need.id)
+    _check_pledgeable(need, emergency_status, organisation)
     _check_whole(need.unit, data.quantity)
     _fits(session, need, data.quantity)
     pledge = Pledge(
@@ -604,10 +614,10 @@ def convert_offer(*, session: Session, actor: User, offer: Offer, data: OfferCon
     quantity = data.quantity if data.quantity is not None else offer.quantity
     if quantity > offer.quantity:
         raise Invalid(N_("You cannot accept more than was offered."), field="quantity")
-    need = _lock_need(session, need.id)
+    need, emergency_status = _lock_need_to_pledge(session, need.id)
     offer = _lock_row(session, Offer, offer.id)  # two staff converting one offer make one pledge
     _require(offer.status == OfferStatus.offered, N_("This offer was already dealt with."))
-    _check_pledgeable(session, need, session.get(Organisation, offer.organisation_id))
+    _check_pledgeable(need, emergency_status, session.get(Organisation, offer.organisation_id))
     _check_whole(need.unit, quantity)
     _fits(session, need, quantity)
     now = utcnow()
