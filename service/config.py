@@ -24,6 +24,14 @@ class Settings(BaseSettings):
 
     municipality_name: str = "Община Примерно"
     municipality_name_en: str = "Primerno Municipality"
+    municipality_eik: str = "000697371"
+    municipality_address: str = "пл. „Свобода“ 1, гр. Примерно"
+    municipality_address_en: str = "1 Svoboda Square, Primerno"
+    municipality_representative: str = "Петър Димитров"
+    municipality_representative_en: str = "Petar Dimitrov"
+    municipality_representative_title: str = "кмет на Община Примерно"
+    municipality_representative_title_en: str = "Mayor of Primerno Municipality"
+    municipality_coat_of_arms: Path | None = None  # an SVG, PNG or JPEG; None: the placeholder in templates/memoranda
     default_language: str = "bg"
     timezone: str = "Europe/Sofia"
 
@@ -40,6 +48,11 @@ class Settings(BaseSettings):
     scheduler_lock_seconds: int = 60
     reverification_days: int = 365
 
+    pdf_render_timeout_seconds: float = Field(default=30.0, gt=0)
+    pdf_render_workers: int = Field(default=2, ge=1)
+    pdf_render_memory_mb: int = Field(default=2048, ge=0)  # the address space a render worker may use; 0: no limit
+    pdf_warm_up: bool = True  # start the render workers with the app: the first document does not wait
+
     session_hours: int = 12
     token_hours: int = 12
     secure_cookies: bool = False
@@ -49,6 +62,12 @@ class Settings(BaseSettings):
 
     argon2_time_cost: int = Field(default=3, ge=1)
     argon2_memory_kib: int = Field(default=65536, ge=8)
+
+    # PAdES signing of fully signed memoranda: PEM or DER files; no certificate configured, no signature.
+    signing_key_path: Path | None = None
+    signing_cert_path: Path | None = None
+    signing_chain_path: Path | None = None
+    signing_key_password: str = ""
 
     @cached_property
     def effective_database_url(self) -> str:

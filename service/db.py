@@ -3,7 +3,7 @@
 import asyncio
 import threading
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -161,8 +161,10 @@ def _sqlite_write_gate(app: Any) -> asyncio.Lock:
     return gate[1]
 
 
-async def get_session(request: Request) -> AsyncIterator[Session]:
-    """The request's session: a writer for unsafe methods, a plain reader for GET and HEAD.
+@asynccontextmanager
+async def request_session(request: Request, *, write: bool) -> AsyncIterator[Session]:
+    """A session for part of a request: a writer (on SQLite queued behind this process's other writing
+    requests) or a plain reader.
 
     On SQLite a writing request holds the write lock from its first query to its end, across several
     hops through the thread pool (dependencies, route, response). Writing requests therefore queue here,
@@ -170,7 +172,6 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
     every thread while the one holding the lock waited for a thread to go on, and all stalled for 30 s.
     """
     engine: Engine = request.app.state.engine
-    write = request.method not in ("GET", "HEAD", "OPTIONS")
     gate = _sqlite_write_gate(request.app) if write and engine.dialect.name == "sqlite" else None
     if gate is not None:
         await gate.acquire()
@@ -187,6 +188,12 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
     finally:
         if gate is not None:
             gate.release()
+
+
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    """The request's session: a writer for unsafe methods, a plain reader for GET and HEAD."""
+    async with request_session(request, write=request.method not in ("GET", "HEAD", "OPTIONS")) as session:
+        yield session
 
 
 SessionDep = Annotated[Session, Depends(get_session)]

@@ -59,13 +59,30 @@ class Invalid(DomainError):
     status_code = 422
 
 
+class InvalidFields(Invalid):
+    """Several fields wrong at once: `fields` maps each field's path (`variables.start_date`) to its message."""
+
+    def __init__(self, fields: dict[str, str], **params: Any) -> None:
+        super().__init__(next(iter(fields.values())), field=next(iter(fields)), **params)
+        self.fields = fields
+
+    def texts(self, gettext: Any = None) -> dict[str, str]:
+        translate = gettext or (lambda text: text)
+        return {name: translate(message) for name, message in self.fields.items()}
+
+
 def domain_error_json(request: Request, exc: DomainError) -> JSONResponse:
     """Renders a DomainError for the API: `{"detail": ...}`, field-level like FastAPI's on 422."""
     from service.i18n import gettext_for
 
     message = exc.text(gettext_for(request))
     body: dict[str, Any] = {"detail": message}
-    if exc.field:
+    if isinstance(exc, InvalidFields):
+        body["detail"] = [
+            {"loc": ["body", *name.split(".")], "msg": text, "type": "value_error"}
+            for name, text in exc.texts(gettext_for(request)).items()
+        ]
+    elif exc.field:
         body["detail"] = [{"loc": ["body", exc.field], "msg": message, "type": "value_error"}]
     extra = getattr(exc, "extra", None)
     if extra:

@@ -3,8 +3,10 @@
 import gc
 import logging
 import math
+import threading
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from functools import cache
 
 from fastapi import FastAPI, Request, Response
 from fastapi.encoders import jsonable_encoder
@@ -15,7 +17,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.engine import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service import audit_api, audit_pages, site
+from service import audit_api, audit_pages, pdf, site
 from service.config import settings
 from service.db import check_migrated, create_db_engine
 from service.emergencies import api as emergencies_api
@@ -23,6 +25,11 @@ from service.emergencies import pages as emergencies_pages
 from service.emergencies import portal as emergencies_portal
 from service.errors import DomainError, NotAuthenticated, domain_error_json
 from service.i18n import gettext_for
+from service.memoranda import api as memoranda_api
+from service.memoranda import documents as memorandum_documents
+from service.memoranda import pages as memoranda_pages
+from service.memoranda import portal as memoranda_portal
+from service.memoranda import public as memoranda_public
 from service.middleware import SecurityHeaders
 from service.partners import api as partners_api
 from service.partners import pages as partners_pages
@@ -45,10 +52,19 @@ def _printable(errors: Sequence[dict]) -> list[dict]:
     return fixed
 
 
+@cache
+def _memorandum_template_problems() -> tuple[str, ...]:
+    """Checked once a process: the templates ship with the code."""
+    return tuple(memorandum_documents.check_declarations())
+
+
 def create_app(engine: Engine | None = None, *, run_scheduler: bool | None = None) -> FastAPI:
     """The application on `engine` (by default the configured database), refusing an unmigrated one."""
     engine = engine or create_db_engine(settings.effective_database_url)
     check_migrated(engine)
+    problems = _memorandum_template_problems()
+    if problems:  # a signed document must never come out with a blank where a variable should be
+        raise RuntimeError("The memorandum templates disagree with their declarations:\n" + "\n".join(problems))
     runner = SchedulerRunner(engine) if (settings.run_scheduler if run_scheduler is None else run_scheduler) else None
 
     @asynccontextmanager
@@ -58,6 +74,8 @@ def create_app(engine: Engine | None = None, *, run_scheduler: bool | None = Non
         # What start-up loaded lives as long as the process: keep it out of every later full collection,
         # which otherwise costs a big page (the coverage board) ~100 ms every few renders.
         gc.freeze()
+        if settings.pdf_warm_up:
+            threading.Thread(target=pdf.warm_up, name="pdf-warm-up", daemon=True).start()
         yield
         if runner:
             runner.stop()
@@ -76,9 +94,10 @@ def create_app(engine: Engine | None = None, *, run_scheduler: bool | None = Non
     app.state.scheduler = runner
 
     for router in (
-        users_api.auth_router, users_api.router, partners_api.router, emergencies_api.router, audit_api.router,
-        site.router, users_pages.router, partners_pages.router, emergencies_pages.router, emergencies_portal.router,
-        audit_pages.router,
+        users_api.auth_router, users_api.router, partners_api.router, emergencies_api.router, memoranda_api.router,
+        audit_api.router, site.router, users_pages.router, partners_pages.router, emergencies_pages.router,
+        emergencies_portal.router, audit_pages.router, memoranda_pages.router, memoranda_portal.router,
+        memoranda_public.router,
     ):  # fmt: skip
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=TEMPLATES_DIR / "static"), name="static")

@@ -21,8 +21,9 @@ PAGE_CSP = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
     "form-action 'self'; frame-ancestors 'none'"
 )
-# Paths that never show a form: no CSRF cookie is made for them.
-WITHOUT_FORMS = ("/api/", "/static/", "/healthz")
+# Paths that never show a form needing a token: no CSRF cookie is made for them (the verify pages are
+# public and cached, so a cookie there could be handed by a shared cache to many visitors).
+WITHOUT_FORMS = ("/api/", "/static/", "/healthz", "/verify")
 # FastAPI's own API documentation pages load their script from a CDN: no page CSP there.
 WITHOUT_CSP = ("/docs", "/redoc")
 

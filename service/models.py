@@ -2,6 +2,7 @@
 
 from service.audit import AuditEntry
 from service.emergencies.models import Emergency, Need, Offer, Pledge, Receipt
+from service.memoranda.models import Memorandum, MemorandumParty
 from service.notifications.models import OutboxMessage
 from service.partners.models import Contact, Organisation, OrganisationSector
 from service.scheduler import SchedulerLock
@@ -12,6 +13,8 @@ __all__ = [
     "AuthToken",
     "Contact",
     "Emergency",
+    "Memorandum",
+    "MemorandumParty",
     "Need",
     "Offer",
     "Organisation",

@@ -24,6 +24,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from service.config import settings
 from service.db import create_db_engine, migrate, write_engine
 from service.main import create_app
 
@@ -112,6 +113,16 @@ class DatabaseFactory:
             _drop_pg_database(self.template)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def memoranda_archive(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Memorandum PDFs go to a temporary archive, never the project's `memoranda/`."""
+    kept = settings.memoranda_dir, settings.pdf_warm_up
+    settings.memoranda_dir = tmp_path_factory.mktemp("memoranda")
+    settings.pdf_warm_up = False  # render workers start when a test first renders, not with every app
+    yield settings.memoranda_dir
+    settings.memoranda_dir, settings.pdf_warm_up = kept
+
+
 @pytest.fixture(scope="session", params=BACKENDS)
 def database_factory(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -180,7 +191,14 @@ def smtp_server() -> Iterator[tuple[Controller, Collector]]:
 def accord_env(database_url: str, **extra: str) -> dict[str, str]:
     """The environment for an `accord` subprocess on this database."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ACCORD_")}
-    env.update({"ACCORD_DATABASE_URL": database_url, "ACCORD_SECRET_KEY": "test-secret-key", **extra})
+    env.update(
+        {
+            "ACCORD_DATABASE_URL": database_url,
+            "ACCORD_SECRET_KEY": "test-secret-key",
+            "ACCORD_MEMORANDA_DIR": str(settings.memoranda_dir),
+            **extra,
+        }
+    )
     return env
 
 

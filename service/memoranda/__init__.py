@@ -1,0 +1,1 @@
+"""Memoranda of cooperation between the municipality and partner organisations: documents, signing, verification."""
