@@ -276,7 +276,13 @@ def _exit_with_parent(parent_pid: int) -> None:
 
 
 def _serve(conn: Connection, memory_mb: int) -> None:
-    """A worker's loop: warm up, say ready, then run one job at a time until the parent closes the socket."""
+    """A worker's loop: warm up, say ready, then run one job at a time until the parent closes the socket
+    (or goes away: a parent that exits mid-conversation simply ends the worker, quietly)."""
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+        _serve_jobs(conn, memory_mb)
+
+
+def _serve_jobs(conn: Connection, memory_mb: int) -> None:
     _limit_memory(memory_mb)
     collector = _LogCollector()
     logging.getLogger().addHandler(collector)

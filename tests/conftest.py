@@ -196,6 +196,7 @@ def accord_env(database_url: str, **extra: str) -> dict[str, str]:
             "ACCORD_DATABASE_URL": database_url,
             "ACCORD_SECRET_KEY": "test-secret-key",
             "ACCORD_MEMORANDA_DIR": str(settings.memoranda_dir),
+            "ACCORD_PDF_WARM_UP": "false",
             **extra,
         }
     )
