@@ -476,29 +476,38 @@ async def issue_memorandum(memorandum_id: Id, request: Request) -> Response:
     return redirect(f"/staff/memoranda/{memorandum_id}?done=issued")
 
 
-@router.post("/staff/memoranda/{memorandum_id}/sign", response_class=HTMLResponse)
-async def sign_for_municipality(memorandum_id: Id, request: Request, form: FormDep) -> Response:
-    values = form_values(form)
+async def sign_with_form(
+    request: Request, memorandum_id: int, organisation_id: int | None, values: dict[str, Any]
+) -> tuple[dict[str, str], int] | None:
+    """Signs with the name and title of a page's form (staff for the municipality, a partner for their
+    organisation): None when signed, else the errors to show beside the form and the status to answer."""
     data, errors = parse_form(
         SignatureCreate, {k: v for k, v in values.items() if k in ("signer_name", "signer_title")}, gettext_for(request)
     )
-    status_code = 422
-    if data is not None:
-        try:
-            await flows.sign(
-                request,
-                memorandum_id,
-                organisation_id=None,
-                signer_name=data.signer_name,
-                signer_title=data.signer_title,
-            )
-        except DomainError as error:
-            if isinstance(error, NOT_THE_FORMS_FAULT):
-                raise
-            errors, status_code = errors_of(error, request), error.status_code
-        else:
-            return redirect(f"/staff/memoranda/{memorandum_id}?done=signed#parties")
-    return await _detail_again(request, memorandum_id, "sign", values, errors, status_code)
+    if data is None:
+        return errors, 422
+    try:
+        await flows.sign(
+            request,
+            memorandum_id,
+            organisation_id=organisation_id,
+            signer_name=data.signer_name,
+            signer_title=data.signer_title,
+        )
+    except DomainError as error:
+        if isinstance(error, NOT_THE_FORMS_FAULT):
+            raise
+        return errors_of(error, request), error.status_code
+    return None
+
+
+@router.post("/staff/memoranda/{memorandum_id}/sign", response_class=HTMLResponse)
+async def sign_for_municipality(memorandum_id: Id, request: Request, form: FormDep) -> Response:
+    values = form_values(form)
+    refused = await sign_with_form(request, memorandum_id, None, values)
+    if refused is None:
+        return redirect(f"/staff/memoranda/{memorandum_id}?done=signed#parties")
+    return await _detail_again(request, memorandum_id, "sign", values, *refused)
 
 
 def _party_of(value: str | None) -> tuple[bool, int | None]:

@@ -17,7 +17,7 @@ from service.auth import CurrentUser, check_csrf, logged_in_user
 from service.db import Id, SessionDep, request_session, session_scope
 from service.errors import DomainError, NotFound
 from service.i18n import N_, gettext_for
-from service.memoranda import flows, service
+from service.memoranda import service
 from service.memoranda.deps import is_party, load_visible
 from service.memoranda.models import (
     AWAITING_SIGNATURES,
@@ -29,9 +29,8 @@ from service.memoranda.models import (
     Memorandum,
     MemorandumParty,
     MemorandumStatus,
-    SignatureCreate,
 )
-from service.memoranda.pages import NOT_THE_FORMS_FAULT, archived_pdf, errors_of, pdf_response
+from service.memoranda.pages import NOT_THE_FORMS_FAULT, archived_pdf, errors_of, pdf_response, sign_with_form
 from service.memoranda.service import NO_SUCH_MEMORANDUM
 from service.pagination import PageDep
 from service.partners.models import Organisation
@@ -199,26 +198,10 @@ async def sign(memorandum_id: Id, request: Request, form: FormDep) -> Response:
     async with request_session(request, write=False) as reader:
         organisation_id = await run_in_threadpool(_check_own, request, reader, memorandum_id)
     values = form_values(form)
-    data, errors = parse_form(
-        SignatureCreate, {k: v for k, v in values.items() if k in ("signer_name", "signer_title")}, gettext_for(request)
-    )
-    status_code = 422
-    if data is not None:
-        try:
-            await flows.sign(
-                request,
-                memorandum_id,
-                organisation_id=organisation_id,
-                signer_name=data.signer_name,
-                signer_title=data.signer_title,
-            )
-        except DomainError as error:
-            if isinstance(error, NOT_THE_FORMS_FAULT):
-                raise
-            errors, status_code = errors_of(error, request), error.status_code
-        else:
-            return redirect(f"/portal/memoranda/{memorandum_id}?done=signed")
-    return await _detail_again(request, memorandum_id, "sign", values, errors, status_code)
+    refused = await sign_with_form(request, memorandum_id, organisation_id, values)
+    if refused is None:
+        return redirect(f"/portal/memoranda/{memorandum_id}?done=signed")
+    return await _detail_again(request, memorandum_id, "sign", values, *refused)
 
 
 @router.post("/portal/memoranda/{memorandum_id}/decline", response_class=HTMLResponse)
