@@ -7,7 +7,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-BENCHMARKS = ["partners", "pledges"]
+BENCHMARKS = ["partners", "pledges", "memoranda"]
 
 if __name__ == "__main__":
     for name in sys.argv[1:] or BENCHMARKS:

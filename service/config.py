@@ -51,6 +51,7 @@ class Settings(BaseSettings):
     pdf_render_timeout_seconds: float = Field(default=30.0, gt=0)
     pdf_render_workers: int = Field(default=2, ge=1)
     pdf_render_memory_mb: int = Field(default=2048, ge=0)  # the address space a render worker may use; 0: no limit
+    pdf_render_nice: int = Field(default=10, ge=0, le=19)  # render workers' CPU priority below the web's
     pdf_warm_up: bool = True  # start the render workers with the app: the first document does not wait
 
     session_hours: int = 12

@@ -227,6 +227,7 @@ def load(*, session: Session) -> None:
         ),
     )
     _load_emergency(session, coordinator)
+    _load_memoranda(session, coordinator)
 
 
 FLOOD_NEEDS = [
@@ -318,6 +319,76 @@ def _load_emergency(session: Session, coordinator: User) -> None:
         data=OfferCreate(item_name="Палети с минерална вода", sector="water", unit="l", quantity=500,
                          note="Излишък от склада, на разположение веднага"),
     )  # fmt: skip
+
+
+def _load_memoranda(session: Session, coordinator: User) -> None:
+    """A logistics memorandum in force (signed by all, its final PDF made), a public-awareness one awaiting the
+    demo partner login's signature, and a draft fundraising campaign; their PDFs go to the memoranda archive."""
+    import json
+
+    from service import pdf
+    from service.memoranda import documents
+    from service.memoranda import service as memoranda
+    from service.memoranda.models import Memorandum, MemorandumCreate
+    from service.partners.models import Organisation
+
+    orgs = {o.registration_number: o for o in session.exec(select(Organisation))}
+    today = memoranda.today()
+
+    def draft(kind: str, partners: list[str], starts_in: int, days: int, deadline_in: int, **variables) -> Memorandum:
+        values = json.loads(documents.variables_json(documents.sample_variables(kind, "bg")))
+        data = MemorandumCreate(
+            template=kind,
+            language="bg",
+            partner_ids=[orgs[number].id for number in partners],
+            variables={**values, **{name: str(value) for name, value in variables.items()}},
+            signing_deadline=today + timedelta(days=deadline_in),
+            valid_from=today + timedelta(days=starts_in),
+            valid_until=today + timedelta(days=starts_in + days),
+        )
+        return memoranda.create(session=session, actor=coordinator, data=data)
+
+    def issue(memorandum: Memorandum) -> Memorandum:
+        rendered = memoranda.render(session=session, memorandum=memorandum, draft=False)
+        return memoranda.issue(
+            session=session, actor=coordinator, memorandum_id=memorandum.id, pdf=rendered,
+            rendered_from=memorandum.updated_at,
+        )  # fmt: skip
+
+    try:
+        # Water and transport in disasters, with the mineral water company and the haulier: in force.
+        logistics = issue(draft("logistics_support", ["113003225", "175041154"], 0, 730, 14))
+        signers = {
+            orgs["113003225"].id: ("Николай Георгиев", "Управител"),
+            orgs["175041154"].id: ("Васил Тодоров", "Оперативен директор"),
+            None: (settings.municipality_representative, settings.municipality_representative_title),
+        }
+        for party in memoranda.parties_of(session=session, memorandum=logistics):
+            name, title = signers[party.organisation_id]
+            logistics = memoranda.sign(
+                session=session, actor=coordinator, memorandum=logistics, organisation_id=party.organisation_id,
+                signer_name=name, signer_title=title,
+            )  # fmt: skip
+        final = memoranda.final_pdf(session=session, memorandum=logistics)
+        memoranda.record_final(session=session, memorandum_id=logistics.id, pdf=final)
+
+        # "Ready for floods" with the volunteers (the demo partner login's organisation) and the radio: to sign.
+        start = today + timedelta(days=14)
+        issue(
+            draft(
+                "public_awareness", ["201004516", "202123459"], 14, 200, 10,
+                campaign_start=start, campaign_end=start + timedelta(days=200),
+            )
+        )  # fmt: skip
+
+        # The donation campaign after the flood, with the Red Cross and the volunteers: still a draft.
+        start = today + timedelta(days=7)
+        draft(
+            "fundraising_campaign", ["203987129", "201004516"], 7, 365, 21,
+            campaign_start=start, campaign_end=start + timedelta(days=100),
+        )  # fmt: skip
+    finally:
+        pdf.shutdown()  # the render workers this command started
 
 
 def banner(*, host: str, port: int) -> str:

@@ -284,6 +284,8 @@ def _serve(conn: Connection, memory_mb: int) -> None:
 
 def _serve_jobs(conn: Connection, memory_mb: int) -> None:
     _limit_memory(memory_mb)
+    # Renders yield the CPU to the web process: a page or a pledge waits less, a PDF takes a little longer.
+    os.nice(settings.pdf_render_nice)
     collector = _LogCollector()
     logging.getLogger().addHandler(collector)
     logging.getLogger().setLevel(logging.WARNING)

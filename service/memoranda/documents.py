@@ -137,6 +137,13 @@ def declaration(kind: str, *, template_dir: Path = TEMPLATE_DIR) -> list[Variabl
     """The variables `kind` declares, in the order of its declaration file; ValueError if that file is malformed."""
     _check_kind(kind)
     path = template_dir / f"{kind}.toml"
+    stat = path.stat()
+    return list(_parsed_declaration(path, stat.st_mtime_ns, stat.st_size))
+
+
+@lru_cache(maxsize=64)
+def _parsed_declaration(path: Path, _mtime_ns: int, _size: int) -> tuple[VariableSpec, ...]:
+    """Parsed once per version of the file (every create, preview and issue asks for it)."""
     with path.open("rb") as file:
         data = tomllib.load(file)
     unknown_keys = set(data) - {"variables"}
@@ -150,7 +157,7 @@ def declaration(kind: str, *, template_dir: Path = TEMPLATE_DIR) -> list[Variabl
     for spec in specs:
         if spec.not_before and spec.not_before not in names:
             raise ValueError(f"{path.name}: `{spec.name}` follows `{spec.not_before}`, which is not declared")
-    return specs
+    return tuple(specs)
 
 
 def template_source(kind: str, language: str, *, template_dir: Path = TEMPLATE_DIR) -> str:
@@ -340,6 +347,10 @@ def format_money(value: Decimal | int | None, language: str) -> str:
 
 
 def _html_here(kind: str, language: str, context: dict[str, Any], template_dir: Path) -> str:
+    memorandum = context.get("memorandum")
+    if isinstance(memorandum, dict) and memorandum.get("verify_url") and not memorandum.get("qr_svg_data_uri"):
+        # Drawn here, in the render worker: segno is pure Python, and in the web process it held the GIL.
+        context = {**context, "memorandum": {**memorandum, "qr_svg_data_uri": qr_data_uri(memorandum["verify_url"])}}
     environment = _environment(template_dir)
     name = _document_name(kind, language)
     missing = sorted(_used_names(template_dir, name) - context.keys())

@@ -340,7 +340,7 @@ def document_context(*, session: Session, memorandum: Memorandum, draft: bool) -
         "memorandum": {
             "code": memorandum.verification_code,
             "verify_url": url,
-            "qr_svg_data_uri": documents.qr_data_uri(url),
+            "qr_svg_data_uri": None,  # drawn by the render worker from verify_url
             "issued_on": None if draft else today(),
             "valid_from": memorandum.valid_from,
             "valid_until": memorandum.valid_until,
