@@ -5,6 +5,7 @@ advisory lock held on a dedicated connection on PostgreSQL, a lock row with a le
 the holder runs the scheduler. When the leader dies, another runner takes the lock within a lease.
 """
 
+import contextlib
 import logging
 import os
 import socket
@@ -106,6 +107,10 @@ class _LeaderLock:
 
     def release(self) -> None:
         if self._pg_connection is not None:
+            # Unlocked before the connection goes, so a successor can take over at once (a closed
+            # connection's server process lets go of its locks only a moment later).
+            with contextlib.suppress(sa.exc.DBAPIError):
+                self._pg_connection.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": _LEADER_LOCK_KEY})
             # Closing alone would return the session, still holding the advisory lock, to the pool.
             self._pg_connection.invalidate()
             self._pg_connection.close()
