@@ -329,7 +329,7 @@ def _load_memoranda(session: Session, coordinator: User) -> None:
     from service import pdf
     from service.memoranda import documents
     from service.memoranda import service as memoranda
-    from service.memoranda.models import Memorandum, MemorandumCreate
+    from service.memoranda.models import Memorandum, MemorandumCreate, SignatureMethod
     from service.partners.models import Organisation
 
     orgs = {o.registration_number: o for o in session.exec(select(Organisation))}
@@ -363,11 +363,16 @@ def _load_memoranda(session: Session, coordinator: User) -> None:
             orgs["175041154"].id: ("Васил Тодоров", "Оперативен директор"),
             None: (settings.municipality_representative, settings.municipality_representative_title),
         }
+        # The partners signed on paper (they have no logins here): staff record each with the scanned copy.
+        scanned = pdf.render_pdf(
+            "<p>Сканирано копие на подписания меморандум (демонстрационни данни).</p>", pdf_variant=None
+        )
         for party in memoranda.parties_of(session=session, memorandum=logistics):
             name, title = signers[party.organisation_id]
+            on_paper = {} if party.organisation_id is None else {"method": SignatureMethod.upload, "scan": scanned}
             logistics = memoranda.sign(
                 session=session, actor=coordinator, memorandum=logistics, organisation_id=party.organisation_id,
-                signer_name=name, signer_title=title,
+                signer_name=name, signer_title=title, **on_paper,
             )  # fmt: skip
         final = memoranda.final_pdf(session=session, memorandum=logistics)
         memoranda.record_final(session=session, memorandum_id=logistics.id, pdf=final)

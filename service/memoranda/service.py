@@ -491,6 +491,10 @@ def sign(
         if not scan.startswith(b"%PDF-"):
             raise Invalid(N_("The scanned copy must be a PDF file."), field="scan")
     _check_can_act(session, memorandum, party)
+    if method == SignatureMethod.click and not party.is_municipality and actor.organisation_id != party.organisation_id:
+        raise Forbidden(
+            N_("A partner signs through its own users in the portal; staff record its signature with the signed copy.")
+        )
     before = audit.snapshot(party)
     party.signed_at = utcnow()
     party.signer_name = signer_name

@@ -5,9 +5,12 @@ from datetime import timedelta
 from sqlmodel import Session
 
 from service.memoranda import documents, service
-from service.memoranda.models import Memorandum, MemorandumCreate, MemorandumStatus
+from service.memoranda.models import Memorandum, MemorandumCreate, MemorandumStatus, SignatureMethod
 from service.partners.models import Organisation
 from service.users.models import User
+
+# What staff upload for a partner that signed on paper (the service keeps its SHA-256).
+SCANNED_COPY = b"%PDF-1.7\n% a scanned, signed copy\n%%EOF\n"
 
 
 def variables(kind: str = "logistics_support", language: str = "bg") -> dict:
@@ -32,6 +35,13 @@ def create_body(partners: list[Organisation], kind: str = "logistics_support", l
         "valid_until": str(today + timedelta(days=365)),
         **overrides,
     }
+
+
+def on_paper(party) -> dict:
+    """How staff record a party's signature: a click for the municipality, the signed copy for a partner."""
+    if party.organisation_id is None:
+        return {}
+    return {"method": SignatureMethod.upload, "scan": SCANNED_COPY}
 
 
 def make_draft(
@@ -63,6 +73,7 @@ def sign_all(session: Session, actor: User, memorandum: Memorandum) -> Memorandu
                 organisation_id=party.organisation_id,
                 signer_name="Мария Иванова",
                 signer_title="Представител",
+                **on_paper(party),
             )
     assert memorandum.status == MemorandumStatus.active
     pdf = service.final_pdf(session=session, memorandum=memorandum)

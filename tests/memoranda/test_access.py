@@ -204,14 +204,16 @@ def test_staff_do_every_action(world, caller):
     act("PATCH", path, {"sequential": True})
     assert act("POST", f"{path}/issue")["status"] == "issued"
     assert act("PATCH", path, {"signing_deadline": draft["valid_until"]})["signing_deadline"] == draft["valid_until"]
-    act("POST", f"{path}/signatures", {**SIGNATURE, "organisation_id": w.org_a.id})
-    scanned = w.client.post(
-        f"/api/v1{path}/signatures/scan",
-        data={"signer_name": "John Smith", "signer_title": "Manager", "organisation_id": str(w.org_b.id)},
-        files={"scan": ("scan.pdf", b"%PDF-1.7\n% a scanned copy\n%%EOF\n", "application/pdf")},
-        headers=w.headers(caller),
-    )
-    assert scanned.status_code == 200, scanned.text
+    clicked = w.call("POST", f"{path}/signatures", caller, {**SIGNATURE, "organisation_id": w.org_a.id})
+    assert clicked.status_code == 403, clicked.text  # a partner signs in the portal, or on paper
+    for org in (w.org_a, w.org_b):
+        scanned = w.client.post(
+            f"/api/v1{path}/signatures/scan",
+            data={"signer_name": "John Smith", "signer_title": "Manager", "organisation_id": str(org.id)},
+            files={"scan": ("scan.pdf", b"%PDF-1.7\n% a scanned copy\n%%EOF\n", "application/pdf")},
+            headers=w.headers(caller),
+        )
+        assert scanned.status_code == 200, scanned.text
     assert act("POST", f"{path}/signatures", SIGNATURE)["status"] == "active"  # for the municipality: none named
     assert w.call("GET", f"{path}/pdf", caller).status_code == 200
     renewal = act("POST", f"{path}/renew", None, 201)

@@ -45,13 +45,14 @@ def ok(response: Any, status: int = 200) -> dict:
 # --- every action from every state -----------------------------------------------------------------------
 
 ACTIONS = ("issue", "edit", "extend", "discard", "sign", "decline", "cancel", "terminate", "renew")
-# What each allowed action leads to; every action not listed answers 409. Signing and declining name party A,
-# which has already signed a partially signed memorandum: it cannot sign again or decline. "renewed": a new draft
-# supersedes it, the memorandum itself unchanged (until the renewal is in force).
+# What each allowed action leads to; every action not listed answers 409. The coordinator signs for the
+# municipality (party B is still to sign, so the memorandum stays partially signed); declining names party A,
+# which has already signed a partially signed memorandum and cannot decline. "renewed": a new draft supersedes it,
+# the memorandum itself unchanged (until the renewal is in force).
 MACHINE: dict[str, dict[str, str]] = {
     "draft": {"issue": "issued", "edit": "draft", "extend": "draft", "discard": "discarded"},
     "issued": {"extend": "issued", "sign": "partially_signed", "decline": "declined", "cancel": "cancelled"},
-    "partially_signed": {"extend": "partially_signed", "cancel": "cancelled"},
+    "partially_signed": {"extend": "partially_signed", "sign": "partially_signed", "cancel": "cancelled"},
     "active": {"terminate": "terminated", "renew": "renewed"},
     "declined": {"renew": "renewed"},
     "cancelled": {"renew": "renewed"},
@@ -62,14 +63,14 @@ MACHINE: dict[str, dict[str, str]] = {
 
 
 def request_for(w: World, action: str, memorandum_id: int) -> tuple[str, str, dict | None]:
-    """The coordinator's request performing `action`; signing and declining name party A (org A)."""
+    """The coordinator's request performing `action`: signing for the municipality, declining for party A."""
     path = f"/memoranda/{memorandum_id}"
     return {
         "issue": ("POST", f"{path}/issue", None),
         "edit": ("PATCH", path, {"variables": {**variables(), "response_hours": 12}}),
         "extend": ("PATCH", path, {"signing_deadline": days(20)}),
         "discard": ("DELETE", path, None),
-        "sign": ("POST", f"{path}/signatures", signature(IVANA, organisation_id=w.org_a.id)),
+        "sign": ("POST", f"{path}/signatures", signature(MAYOR)),  # for the municipality
         "decline": ("POST", f"{path}/decline", {"reason": REASON, "organisation_id": w.org_a.id}),
         "cancel": ("POST", f"{path}/cancel", {"reason": REASON}),
         "terminate": ("POST", f"{path}/terminate", {"reason": REASON}),

@@ -13,7 +13,7 @@ from service.memoranda import archive, public, service
 from service.memoranda.models import Memorandum
 from service.users.models import User
 from tests.factories import make_partner, make_user
-from tests.memoranda.build import issue, make_active, make_draft, make_issued
+from tests.memoranda.build import issue, make_active, make_draft, make_issued, on_paper
 from tests.memoranda.test_pages import log_in
 
 JSON = {"Accept": "application/json"}
@@ -39,7 +39,7 @@ def sign_every_party(session: Session, actor: User, memorandum: Memorandum) -> M
     for party in service.parties_of(session=session, memorandum=memorandum):
         memorandum = service.sign(
             session=session, actor=actor, memorandum=memorandum, organisation_id=party.organisation_id,
-            signer_name="Мария Иванова", signer_title="Представител",
+            signer_name="Мария Иванова", signer_title="Представител", **on_paper(party),
         )  # fmt: skip
     return memorandum
 

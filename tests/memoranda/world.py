@@ -21,12 +21,18 @@ from sqlmodel import Session, col, func, select
 from service.audit import AuditEntry
 from service.db import write_engine
 from service.memoranda import documents, service
-from service.memoranda.models import Memorandum, MemorandumCreate, MemorandumParty, MemorandumStatus
+from service.memoranda.models import (
+    Memorandum,
+    MemorandumCreate,
+    MemorandumParty,
+    MemorandumStatus,
+    SignatureMethod,
+)
 from service.notifications.models import OutboxMessage
 from service.partners.models import Organisation
 from service.users.models import User
 from tests.factories import api_headers, make_partner, make_user
-from tests.memoranda.build import create_body
+from tests.memoranda.build import SCANNED_COPY, create_body
 
 SIGNER = "Мария Иванова"
 # The states `Memoranda.in_state` builds, each through the service as a real memorandum would get there.
@@ -96,7 +102,8 @@ class Memoranda:
         return self.issue(self.draft(partners, **overrides), render=render)
 
     def sign(self, memorandum_id: int, organisation_id: int | None, signer_name: str = SIGNER) -> Memorandum:
-        """One party signs (staff recording it)."""
+        """One party signs (staff recording it: a partner's with its signed copy)."""
+        scanned = {} if organisation_id is None else {"method": SignatureMethod.upload, "scan": SCANNED_COPY}
         with self.writer() as session:
             return service.sign(
                 session=session,
@@ -105,6 +112,7 @@ class Memoranda:
                 organisation_id=organisation_id,
                 signer_name=signer_name,
                 signer_title="Представител",
+                **scanned,
             )
 
     def sign_all(self, memorandum_id: int, *, final: bool = False) -> int:
