@@ -7,6 +7,7 @@ widely shared document can be checked by many people at once without each check 
 """
 
 import hashlib
+import logging
 import re
 from datetime import date, datetime
 from io import BytesIO
@@ -49,6 +50,8 @@ NO_KEY = N_("Type the verification code printed at the foot of every page.")
 
 
 # --- what the public sees of a memorandum --------------------------------------------------------
+
+log = logging.getLogger("accord.memoranda")
 
 
 def _local_date(value: datetime | None) -> date | None:
@@ -259,8 +262,8 @@ def codes_in_pdf(data: bytes) -> list[str]:
             for code in [*CODE_IN_LINK.findall(text), *CODE_ALONE.findall(text)]:
                 if code not in found:
                     found.append(code)
-    except Exception:  # noqa: S110 (a broken or hostile file simply carries no code)
-        pass
+    except Exception:  # a broken or hostile file simply carries no code we can read
+        log.info("No text could be read from an uploaded PDF", exc_info=True)
     return found[:CODES_TRIED]
 
 
