@@ -19,7 +19,7 @@ class Settings(BaseSettings):
     database_url: str = ""
     secret_key: str = ""
     memoranda_dir: Path = PROJECT_ROOT / "memoranda"
-    public_mirror_dir: Path | None = None
+    public_mirror_dir: Path | None = None  # None: `public/` under the data directory
     base_url: str = "http://127.0.0.1:8000"
 
     municipality_name: str = "Община Примерно"
@@ -70,10 +70,24 @@ class Settings(BaseSettings):
     signing_chain_path: Path | None = None
     signing_key_password: str = ""
 
+    # Public updates: the CAP sender (default `crisis-accord@<host of base_url>`), how long the public pages
+    # may be cached by browsers and proxies, how long a rendered page is reused by this process, and how
+    # often scheduled updates are looked for (they go out within that many seconds of their time).
+    cap_sender: str = ""
+    public_max_age_seconds: int = Field(default=30, ge=0)
+    public_stale_seconds: int = Field(default=86400, ge=0)  # served stale by a proxy while the app is down
+    public_cache_seconds: float = Field(default=1.0, ge=0)
+    publish_check_seconds: int = Field(default=2, ge=1)
+    public_mirror: bool = True  # write the static mirror of the public site on every change
+
     @cached_property
     def effective_database_url(self) -> str:
         """The configured URL, or the embedded SQLite file under the data directory."""
         return self.database_url or f"sqlite:///{self.data_dir / 'accord.db'}"
+
+    @property
+    def effective_public_mirror_dir(self) -> Path:
+        return self.public_mirror_dir or self.data_dir / "public"
 
     @cached_property
     def effective_secret_key(self) -> str:

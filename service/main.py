@@ -18,6 +18,11 @@ from sqlalchemy.engine import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service import audit_api, audit_pages, pdf, site
+from service.bulletins import api as bulletins_api
+from service.bulletins import mirror as public_mirror
+from service.bulletins import public as bulletins_public
+from service.bulletins.http_cache import PublicFastPath
+from service.bulletins.http_cache import pages as public_pages
 from service.config import settings
 from service.db import check_migrated, create_db_engine
 from service.emergencies import api as emergencies_api
@@ -58,6 +63,13 @@ def _memorandum_template_problems() -> tuple[str, ...]:
     return tuple(memorandum_documents.check_declarations())
 
 
+def _rebuild_mirror(engine: Engine) -> None:
+    try:
+        public_mirror.refresh(engine)
+    except Exception:
+        log.exception("the static mirror of the public site was not rebuilt; the job tries again")
+
+
 def create_app(engine: Engine | None = None, *, run_scheduler: bool | None = None) -> FastAPI:
     """The application on `engine` (by default the configured database), refusing an unmigrated one."""
     engine = engine or create_db_engine(settings.effective_database_url)
@@ -65,6 +77,7 @@ def create_app(engine: Engine | None = None, *, run_scheduler: bool | None = Non
     problems = _memorandum_template_problems()
     if problems:  # a signed document must never come out with a blank where a variable should be
         raise RuntimeError("The memorandum templates disagree with their declarations:\n" + "\n".join(problems))
+    public_pages.clear()  # copies rendered from another database (tests make many apps in one process)
     runner = SchedulerRunner(engine) if (settings.run_scheduler if run_scheduler is None else run_scheduler) else None
 
     @asynccontextmanager
@@ -76,6 +89,8 @@ def create_app(engine: Engine | None = None, *, run_scheduler: bool | None = Non
         gc.freeze()
         if settings.pdf_warm_up:
             threading.Thread(target=pdf.warm_up, name="pdf-warm-up", daemon=True).start()
+        if settings.public_mirror:  # a mirror lost or left behind while the app was down is made whole
+            threading.Thread(target=_rebuild_mirror, args=(engine,), name="public-mirror", daemon=True).start()
         yield
         if runner:
             runner.stop()
@@ -89,13 +104,16 @@ def create_app(engine: Engine | None = None, *, run_scheduler: bool | None = Non
     )
     app.state.engine = engine
     # Pages like the coverage board are large and repetitive HTML: compressed, they cross a weak link fast.
+    # Public pages under a surge are answered from this process's fresh copy before any routing.
+    app.add_middleware(PublicFastPath, prefixes=bulletins_public.PREFIXES, exact=bulletins_public.EXACT_PATHS)
     app.add_middleware(GZipMiddleware, minimum_size=2048, compresslevel=5)
     app.add_middleware(SecurityHeaders)
     app.state.scheduler = runner
 
     for router in (
         users_api.auth_router, users_api.router, partners_api.router, emergencies_api.router, memoranda_api.router,
-        audit_api.router, site.router, users_pages.router, partners_pages.router, emergencies_pages.router,
+        audit_api.router, bulletins_api.router, bulletins_public.router,
+        site.router, users_pages.router, partners_pages.router, emergencies_pages.router,
         emergencies_portal.router, audit_pages.router, memoranda_pages.router, memoranda_portal.router,
         memoranda_public.router,
     ):  # fmt: skip

@@ -21,9 +21,11 @@ PAGE_CSP = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
     "form-action 'self'; frame-ancestors 'none'"
 )
-# Paths that never show a form needing a token: no CSRF cookie is made for them (the verify pages are
-# public and cached, so a cookie there could be handed by a shared cache to many visitors).
-WITHOUT_FORMS = ("/api/", "/static/", "/healthz", "/verify")
+# Paths that never show a form needing a token: no CSRF cookie is made for them (the public pages
+# are cached, so a cookie there could be handed by a shared cache to many visitors).
+WITHOUT_FORMS = ("/api/", "/static/", "/healthz", "/verify", "/updates/", "/fact-checks", "/feeds/")
+# The public home likewise (a prefix of every path, so it is matched whole).
+PUBLIC_HOME = "/"
 # FastAPI's own API documentation pages load their script from a CDN: no page CSP there.
 WITHOUT_CSP = ("/docs", "/redoc")
 
@@ -49,7 +51,7 @@ class SecurityHeaders:
             return
         path: str = scope["path"]
         new_token = None
-        if not path.startswith(WITHOUT_FORMS):
+        if path != PUBLIC_HOME and not path.startswith(WITHOUT_FORMS):
             token = _cookie(scope, CSRF_COOKIE)
             if token is None:
                 token = new_token = new_csrf_value()

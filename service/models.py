@@ -1,6 +1,7 @@
 """Every table, imported in one place so the metadata (and Alembic) sees them all."""
 
 from service.audit import AuditEntry
+from service.bulletins.models import Bulletin, BulletinRevision, Rumour
 from service.emergencies.models import Emergency, Need, Offer, Pledge, Receipt
 from service.memoranda.models import Memorandum, MemorandumParty
 from service.notifications.models import OutboxMessage
@@ -11,6 +12,8 @@ from service.users.models import AuthToken, User
 __all__ = [
     "AuditEntry",
     "AuthToken",
+    "Bulletin",
+    "BulletinRevision",
     "Contact",
     "Emergency",
     "Memorandum",
@@ -22,6 +25,7 @@ __all__ = [
     "OutboxMessage",
     "Pledge",
     "Receipt",
+    "Rumour",
     "SchedulerLock",
     "User",
 ]

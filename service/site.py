@@ -4,7 +4,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
 from sqlmodel import func, select
 
-from service.auth import CurrentUser, MaybeUser
+from service.auth import CurrentUser
 from service.config import settings
 from service.db import SessionDep
 from service.emergencies.models import KIND_LABELS, SEVERITY_LABELS, EmergencyStatus
@@ -16,11 +16,6 @@ from service.partners.service import due_for_reverification
 from service.web import redirect, render
 
 router = APIRouter(include_in_schema=False)
-
-
-@router.get("/", response_class=HTMLResponse)
-def home(request: Request, user: MaybeUser) -> Response:
-    return render(request, "public/home.html")
 
 
 @router.get("/staff", response_class=HTMLResponse)

@@ -123,6 +123,15 @@ def memoranda_archive(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path
     settings.memoranda_dir, settings.pdf_warm_up = kept
 
 
+@pytest.fixture(autouse=True)
+def public_mirror(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Each test's static mirror of the public site goes to its own folder, never the project's `var/`."""
+    kept = settings.public_mirror_dir
+    settings.public_mirror_dir = tmp_path_factory.mktemp("public")
+    yield settings.public_mirror_dir
+    settings.public_mirror_dir = kept
+
+
 @pytest.fixture(scope="session", params=BACKENDS)
 def database_factory(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -197,6 +206,7 @@ def accord_env(database_url: str, **extra: str) -> dict[str, str]:
             "ACCORD_SECRET_KEY": "test-secret-key",
             "ACCORD_MEMORANDA_DIR": str(settings.memoranda_dir),
             "ACCORD_PDF_WARM_UP": "false",
+            "ACCORD_PUBLIC_MIRROR_DIR": str(settings.effective_public_mirror_dir),
             **extra,
         }
     )

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from service import audit
+from service.bulletins import changes as public
 from service.db import utcnow
 from service.emergencies.coverage import NeedCoverage, coverage_for, delivered_by_pledge, pledged_total
 from service.emergencies.models import (
@@ -95,6 +96,7 @@ def declare(*, session: Session, actor: User, data: EmergencyCreate) -> Emergenc
     emergency = Emergency(**data.model_dump(), declared_by_id=actor.id)
     session.add(emergency)
     audit.record(session, actor=actor, action="emergency.declare", entity=emergency)
+    public.mark_shared(session)  # the public home lists the active emergencies
     session.commit()
     return emergency
 
@@ -109,6 +111,7 @@ def update_emergency(*, session: Session, actor: User, emergency: Emergency, dat
         setattr(emergency, field, value if value is not None else "")
     session.add(emergency)
     audit.record(session, actor=actor, action="emergency.update", entity=emergency, before=before)
+    public.mark_shared(session)  # the public home lists the active emergencies
     session.commit()
     return emergency
 
@@ -122,6 +125,7 @@ def stand_down(*, session: Session, actor: User, emergency: Emergency) -> Emerge
     emergency.stood_down_by_id = actor.id
     session.add(emergency)
     audit.record(session, actor=actor, action="emergency.stand_down", entity=emergency, before=before)
+    public.mark_shared(session)  # the public home lists the active emergencies
     session.commit()
     return emergency
 
@@ -143,6 +147,7 @@ def close_emergency(*, session: Session, actor: User, emergency: Emergency) -> E
     emergency.closed_by_id = actor.id
     session.add(emergency)
     audit.record(session, actor=actor, action="emergency.close", entity=emergency, before=before)
+    public.mark_shared(session)  # the public home lists the active emergencies
     session.commit()
     return emergency
 

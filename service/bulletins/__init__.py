@@ -1,0 +1,1 @@
+"""Verified public updates (bulletins), corrections and retractions, the rumour log and fact-checks."""
