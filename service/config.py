@@ -80,10 +80,22 @@ class Settings(BaseSettings):
     publish_check_seconds: int = Field(default=2, ge=1)
     public_mirror: bool = True  # write the static mirror of the public site on every change
 
+    # Consultations: attachments (PDF only) are kept by SHA-256 in this folder (default `attachments/` under
+    # the data directory), each at most this size. The situation report goes by e-mail each day at this local
+    # hour to these addresses (comma-separated; none: not sent).
+    attachments_dir: Path | None = None
+    attachment_max_mb: float = Field(default=10, gt=0)
+    sitrep_recipients: str = ""
+    sitrep_hour: int = Field(default=7, ge=0, le=23)
+
     @cached_property
     def effective_database_url(self) -> str:
         """The configured URL, or the embedded SQLite file under the data directory."""
         return self.database_url or f"sqlite:///{self.data_dir / 'accord.db'}"
+
+    @property
+    def effective_attachments_dir(self) -> Path:
+        return self.attachments_dir or self.data_dir / "attachments"
 
     @property
     def effective_public_mirror_dir(self) -> Path:

@@ -19,6 +19,8 @@ DEMO_USERS = [
     ("admin@demo.accord.bg", "Мария Петрова", [Role.admin]),
     ("koordinator@demo.accord.bg", "Георги Иванов", [Role.coordinator]),
     ("pr@demo.accord.bg", "Елена Димитрова", [Role.communications]),
+    # Public updates need a second pair of eyes: the officer who approves is never the one who wrote.
+    ("pr2@demo.accord.bg", "Николай Стоянов", [Role.communications]),
 ]
 PARTNER_LOGIN = "partnor@demo.accord.bg"
 
@@ -228,6 +230,7 @@ def load(*, session: Session) -> None:
     )
     _load_emergency(session, coordinator)
     _load_memoranda(session, coordinator)
+    _load_public_updates(session)
 
 
 FLOOD_NEEDS = [
@@ -394,6 +397,105 @@ def _load_memoranda(session: Session, coordinator: User) -> None:
         )  # fmt: skip
     finally:
         pdf.shutdown()  # the render workers this command started
+
+
+def _load_public_updates(session: Session) -> None:
+    """Published updates (one corrected), a fact-check of a rumour, a rumour under investigation and an
+    update waiting for review: written by one officer, approved by the other."""
+    from service.bulletins import service as bulletins
+    from service.bulletins.models import (
+        Bulletin,
+        BulletinCreate,
+        CorrectionCreate,
+        RumourCreate,
+        RumourUpdate,
+        VerdictBody,
+    )
+    from service.emergencies.models import Emergency
+
+    author = users.get_by_email(session=session, email=DEMO_USERS[2][0])
+    reviewer = users.get_by_email(session=session, email=DEMO_USERS[3][0])
+    flood = session.exec(select(Emergency).limit(1)).first()
+    now = utcnow()
+
+    def publish(**fields: object) -> Bulletin:
+        bulletin = bulletins.create(session=session, actor=author, data=BulletinCreate(**fields))
+        bulletins.submit(session=session, actor=author, bulletin=bulletin)
+        return bulletins.approve(session=session, actor=reviewer, bulletin=bulletin)
+
+    publish(
+        title="Спиране на водата в кв. „Изток“ до 18:00 ч.",
+        body="Поради наводнението помпената станция „Изток“ е спряна. **Не пийте вода от чешмите** в квартала, "
+        "докато не бъде обявено, че е безопасна.\n\nПитейна вода се раздава безплатно в училище „Христо Ботев“.",
+        emergency_id=flood.id if flood else None, category="alert", urgency="Immediate", severity="Severe",
+        certainty="Observed", cap_category="Infra", response_type="Avoid", area_desc="кв. „Изток“, гр. Примерно",
+        polygon="42.6051,23.0302 42.6102,23.0411 42.6033,23.0497 42.5989,23.0375 42.6051,23.0302",
+        effective=now, expires=now + timedelta(hours=12),
+        instruction="Използвайте само бутилирана вода за пиене и готвене. Пазете се от заливните зони.",
+    )  # fmt: skip
+    points = publish(
+        title="Пунктове за раздаване на питейна вода",
+        body="Питейна вода се раздава:\n\n- училище „Христо Ботев“, ул. „Речна“ 4 — от 8:00 до 20:00 ч.;\n"
+        "- читалище „Просвета – 1905“ — от 9:00 до 18:00 ч.\n\nНосете собствени съдове.",
+        emergency_id=flood.id if flood else None, category="advisory", urgency="Expected", severity="Moderate",
+        certainty="Observed", cap_category="Health", response_type="Prepare", area_desc="гр. Примерно",
+    )  # fmt: skip
+    bulletins.correct(
+        session=session, actor=reviewer, bulletin=points,
+        data=CorrectionCreate(
+            body="Питейна вода се раздава:\n\n- училище „Христо Ботев“, ул. „Речна“ 4 — от 7:00 до 21:00 ч.;\n"
+            "- читалище „Просвета – 1905“ — от 9:00 до 18:00 ч.\n\nНосете собствени съдове.",
+            reason="Удължено работно време на пункта в училището.",
+        ),
+    )  # fmt: skip
+    publish(
+        title="Drinking water distribution points",
+        body="Free drinking water is handed out at Hristo Botev School (4 Rechna St., 7:00–21:00) and at the "
+        "Prosveta 1905 community centre (9:00–18:00). Please bring your own containers.",
+        language="en", emergency_id=flood.id if flood else None, category="advisory", urgency="Expected",
+        severity="Moderate", certainty="Observed", cap_category="Health", response_type="Prepare",
+        area_desc="Primerno",
+    )  # fmt: skip
+
+    rumour = bulletins.log_rumour(
+        session=session, actor=author,
+        data=RumourCreate(
+            wording="Водата от чешмите в целия град е отровена, не я ползвайте дори за миене!",
+            summary="Водата в целия град е отровена", channel="Facebook група „Примерно днес“", report_count=14,
+            risk="high", first_seen=now - timedelta(hours=5),
+        ),
+    )  # fmt: skip
+    rumour = bulletins.record_verdict(
+        session=session, actor=author, rumour=rumour,
+        data=VerdictBody(
+            verdict="false", evidence="Лабораторни проби от ВиК „Примерно“ от 6 часа сутринта: водата извън "
+            "кв. „Изток“ отговаря на нормите.",
+            response="Водата извън кв. „Изток“ е **годна за пиене** според пробите на ВиК от тази сутрин. "
+            "Само в кв. „Изток“ не пийте вода от чешмите, докато не бъде обявено друго.",
+        ),
+    )  # fmt: skip
+    check = bulletins.draft_fact_check(session=session, actor=author, rumour=rumour, area_desc="гр. Примерно")
+    bulletins.submit(session=session, actor=author, bulletin=check)
+    bulletins.approve(session=session, actor=reviewer, bulletin=check)
+
+    investigated = bulletins.log_rumour(
+        session=session, actor=reviewer,
+        data=RumourCreate(
+            wording="Язовирът над града ще бъде изпуснат тази нощ", channel="Viber група на квартала", risk="high",
+        ),
+    )  # fmt: skip
+    bulletins.update_rumour(
+        session=session, actor=reviewer, rumour=investigated, data=RumourUpdate(status="investigating")
+    )
+    waiting = bulletins.create(
+        session=session, actor=author,
+        data=BulletinCreate(
+            title="Временно затворени улици", body="Затворени са ул. „Речна“ и мостът на ул. „Дунав“.",
+            category="service_status", urgency="Expected", severity="Minor", certainty="Observed",
+            cap_category="Transport", response_type="Avoid", area_desc="кв. „Изток“",
+        ),
+    )  # fmt: skip
+    bulletins.submit(session=session, actor=author, bulletin=waiting)
 
 
 def banner(*, host: str, port: int) -> str:

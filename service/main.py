@@ -24,6 +24,7 @@ from service.bulletins import public as bulletins_public
 from service.bulletins.http_cache import PublicFastPath
 from service.bulletins.http_cache import pages as public_pages
 from service.config import settings
+from service.consultations import api as consultations_api
 from service.db import check_migrated, create_db_engine
 from service.emergencies import api as emergencies_api
 from service.emergencies import pages as emergencies_pages
@@ -112,7 +113,7 @@ def create_app(engine: Engine | None = None, *, run_scheduler: bool | None = Non
 
     for router in (
         users_api.auth_router, users_api.router, partners_api.router, emergencies_api.router, memoranda_api.router,
-        audit_api.router, bulletins_api.router, bulletins_public.router,
+        audit_api.router, bulletins_api.router, bulletins_public.router, consultations_api.router,
         site.router, users_pages.router, partners_pages.router, emergencies_pages.router,
         emergencies_portal.router, audit_pages.router, memoranda_pages.router, memoranda_portal.router,
         memoranda_public.router,

@@ -2,6 +2,7 @@
 
 from service.audit import AuditEntry
 from service.bulletins.models import Bulletin, BulletinRevision, Rumour
+from service.consultations.models import Consultation, Decision, DecisionVote, Invitation, Submission
 from service.emergencies.models import Emergency, Need, Offer, Pledge, Receipt
 from service.memoranda.models import Memorandum, MemorandumParty
 from service.notifications.models import OutboxMessage
@@ -14,8 +15,12 @@ __all__ = [
     "AuthToken",
     "Bulletin",
     "BulletinRevision",
+    "Consultation",
     "Contact",
+    "Decision",
+    "DecisionVote",
     "Emergency",
+    "Invitation",
     "Memorandum",
     "MemorandumParty",
     "Need",
@@ -27,5 +32,6 @@ __all__ = [
     "Receipt",
     "Rumour",
     "SchedulerLock",
+    "Submission",
     "User",
 ]

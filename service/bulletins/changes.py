@@ -47,6 +47,11 @@ def notify(engine: Engine, changed: frozenset[int]) -> None:
 def _committed(session: Session) -> None:
     changed = session.info.pop(_PENDING, None)
     if changed:
+        # The mirror (and the page cache it clears) listens in every process that changes what the
+        # public sees: the app, the scheduler, `accord demo-data`. Imported here, on first use, as it
+        # renders pages with everything that entails.
+        from service.bulletins import mirror  # noqa: F401
+
         # A reader's engine: the listeners only read, and must not queue behind writers.
         notify(session.get_bind().execution_options(accord_write=False), frozenset(changed))
 

@@ -23,16 +23,17 @@ def _root() -> Path:
     return Path(settings.memoranda_dir)
 
 
-def path_of(digest: str) -> Path:
+def path_of(digest: str, root: Path | None = None) -> Path:
+    """Where a file lives: in the memoranda archive, or below `root` (another archive of PDFs)."""
     if not SHA256.match(digest):
         raise ValueError(f"not a SHA-256 hex digest: {digest!r}")
-    return _root() / digest[:2] / f"{digest}.pdf"
+    return (root or _root()) / digest[:2] / f"{digest}.pdf"
 
 
-def store(data: bytes) -> str:
+def store(data: bytes, root: Path | None = None) -> str:
     """Stores `data` under its SHA-256 (once) and returns the digest."""
     digest = sha256_hex(data)
-    target = path_of(digest)
+    target = path_of(digest, root)
     if target.exists():
         return digest
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -55,9 +56,9 @@ def store(data: bytes) -> str:
     return digest
 
 
-def load(digest: str) -> bytes:
+def load(digest: str, root: Path | None = None) -> bytes:
     """The stored file's bytes, checked against its name: a changed file is an error, never served."""
-    data = path_of(digest).read_bytes()
+    data = path_of(digest, root).read_bytes()
     if sha256_hex(data) != digest:
         raise ArchiveCorrupted(f"The archived file {digest} no longer matches its SHA-256.")
     return data

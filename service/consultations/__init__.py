@@ -1,0 +1,1 @@
+"""Public consultations with partner organisations, the decisions taken with their votes, and their archive."""
