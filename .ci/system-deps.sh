@@ -9,6 +9,7 @@ $PY -W error::DeprecationWarning -c "import weasyprint" >/dev/null 2>&1 || need=
 case "$need" in *fonts-dejavu-core*) ;; *) fc-list 2>/dev/null | grep -qi dejavu || need="$need fonts-dejavu-core" ;; esac
 if [ "$1" = "test" ]; then
     [ -x "${CHROMIUM:-/usr/bin/chromium}" ] || need="$need chromium"
+    command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need="$need nginx"
 fi
 [ -z "$need" ] && exit 0
 if [ "$(id -u)" != 0 ]; then

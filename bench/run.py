@@ -7,7 +7,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-BENCHMARKS = ["partners", "pledges", "memoranda"]
+BENCHMARKS = ["partners", "pledges", "memoranda", "public"]
 
 if __name__ == "__main__":
     for name in sys.argv[1:] or BENCHMARKS:

@@ -22,6 +22,9 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     workers: Annotated[int, typer.Option(help="App processes (use PostgreSQL for more than one).")] = 1,
+    access_log: Annotated[
+        bool, typer.Option(help="Log every request (behind nginx, which logs them too, turn it off).")
+    ] = True,
 ) -> None:
     """Serve the pages and the API (and, unless ACCORD_RUN_SCHEDULER=false, the scheduled jobs)."""
     import uvicorn
@@ -36,7 +39,10 @@ def serve(
     from service import demo
 
     typer.echo(demo.banner(host=host, port=port))
-    uvicorn.run("service.main:create_app", factory=True, host=host, port=port, workers=workers, proxy_headers=True)
+    uvicorn.run(
+        "service.main:create_app", factory=True, host=host, port=port, workers=workers, proxy_headers=True,
+        access_log=access_log,
+    )  # fmt: skip
 
 
 @app.command()
@@ -128,6 +134,15 @@ def audit_verify() -> None:
         )
         raise typer.Exit(1)
     typer.echo(f"Audit chain intact: {checked} rows verified.")
+
+
+@app.command("public-mirror")
+def public_mirror() -> None:
+    """Rewrite the static mirror of the public site (pages and feeds) from the database."""
+    from service.bulletins import mirror
+
+    mirror.refresh(_engine())
+    typer.echo(f"Public mirror written to {mirror.root()}.")
 
 
 def main() -> None:

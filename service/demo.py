@@ -508,4 +508,5 @@ def banner(*, host: str, port: int) -> str:
     for email, _name, roles in DEMO_USERS:
         lines.append(f"  {roles[0].value:<15} {email}")
     lines.append(f"  {'partner':<15} {PARTNER_LOGIN}")
+    lines.append(f"The public site: http://{shown}:{port}/")
     return "\n".join(lines)

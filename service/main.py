@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from functools import cache
 
+import sqlalchemy as sa
 from fastapi import FastAPI, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.engine import Engine
@@ -20,15 +20,20 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from service import audit_api, audit_pages, pdf, site
 from service.bulletins import api as bulletins_api
 from service.bulletins import mirror as public_mirror
+from service.bulletins import pages as bulletins_pages
 from service.bulletins import public as bulletins_public
-from service.bulletins.http_cache import PublicFastPath
+from service.bulletins.http_cache import GZipExceptPublic, PublicFastPath
 from service.bulletins.http_cache import pages as public_pages
 from service.config import settings
 from service.consultations import api as consultations_api
+from service.consultations import pages as consultations_pages
+from service.consultations import portal as consultations_portal
+from service.consultations import public as consultations_public
 from service.db import check_migrated, create_db_engine
 from service.emergencies import api as emergencies_api
 from service.emergencies import pages as emergencies_pages
 from service.emergencies import portal as emergencies_portal
+from service.emergencies import sitrep as emergencies_sitrep
 from service.errors import DomainError, NotAuthenticated, domain_error_json
 from service.i18n import gettext_for
 from service.memoranda import api as memoranda_api
@@ -106,17 +111,23 @@ def create_app(engine: Engine | None = None, *, run_scheduler: bool | None = Non
     app.state.engine = engine
     # Pages like the coverage board are large and repetitive HTML: compressed, they cross a weak link fast.
     # Public pages under a surge are answered from this process's fresh copy before any routing.
-    app.add_middleware(PublicFastPath, prefixes=bulletins_public.PREFIXES, exact=bulletins_public.EXACT_PATHS)
-    app.add_middleware(GZipMiddleware, minimum_size=2048, compresslevel=5)
+    public_paths = {
+        "prefixes": bulletins_public.PREFIXES,
+        "exact": bulletins_public.EXACT_PATHS + consultations_public.EXACT_PATHS,
+    }
+    app.add_middleware(GZipExceptPublic, minimum_size=2048, compresslevel=5, **public_paths)
     app.add_middleware(SecurityHeaders)
+    # Outermost: a hit costs no other middleware (its answer carries the same security headers).
+    app.add_middleware(PublicFastPath, **public_paths)
     app.state.scheduler = runner
 
     for router in (
         users_api.auth_router, users_api.router, partners_api.router, emergencies_api.router, memoranda_api.router,
         audit_api.router, bulletins_api.router, bulletins_public.router, consultations_api.router,
-        site.router, users_pages.router, partners_pages.router, emergencies_pages.router,
+        site.router, users_pages.router, partners_pages.router, emergencies_pages.router, emergencies_sitrep.router,
         emergencies_portal.router, audit_pages.router, memoranda_pages.router, memoranda_portal.router,
-        memoranda_public.router,
+        memoranda_public.router, bulletins_pages.router, consultations_public.router,
+        consultations_pages.router, consultations_portal.router,
     ):  # fmt: skip
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=TEMPLATES_DIR / "static"), name="static")
@@ -142,6 +153,17 @@ def create_app(engine: Engine | None = None, *, run_scheduler: bool | None = Non
         _ = gettext_for(request)
         message = _("There is no such page.") if exc.status_code == 404 else _("The request is not valid.")
         return render(request, "errors/error.html", {"message": message}, exc.status_code)
+
+    @app.exception_handler(sa.exc.DataError)
+    async def unstorable(request: Request, exc: sa.exc.DataError) -> Response:
+        # Input that passed validation but the database cannot hold (a NUL character in text on PostgreSQL):
+        # the request's transaction is rolled back with its session; the client gets a clear 422.
+        log.info("refused input the database cannot store: %s", exc.orig)
+        _ = gettext_for(request)
+        message = _("The request has characters or values that cannot be stored.")
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"detail": message}, status_code=422)
+        return render(request, "errors/error.html", {"message": message}, 422)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> Response:

@@ -50,11 +50,20 @@ def collect_jobs() -> list[Job]:
     from service.bulletins.jobs import JOBS as bulletin_jobs
     from service.consultations.jobs import JOBS as consultation_jobs
     from service.emergencies.jobs import JOBS as emergency_jobs
+    from service.emergencies.sitrep import JOBS as sitrep_jobs
     from service.memoranda.jobs import JOBS as memoranda_jobs
     from service.notifications.jobs import JOBS as notification_jobs
     from service.partners.jobs import JOBS as partner_jobs
 
-    return [*notification_jobs, *partner_jobs, *emergency_jobs, *memoranda_jobs, *bulletin_jobs, *consultation_jobs]
+    return [
+        *notification_jobs,
+        *partner_jobs,
+        *emergency_jobs,
+        *sitrep_jobs,
+        *memoranda_jobs,
+        *bulletin_jobs,
+        *consultation_jobs,
+    ]
 
 
 class SchedulerLock(SQLModel, table=True):

@@ -132,6 +132,15 @@ def public_mirror(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     settings.public_mirror_dir = kept
 
 
+@pytest.fixture(autouse=True)
+def attachments_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Consultation attachments go to a temporary folder, never the project's `var/`."""
+    kept = settings.attachments_dir
+    settings.attachments_dir = tmp_path_factory.mktemp("attachments")
+    yield settings.attachments_dir
+    settings.attachments_dir = kept
+
+
 @pytest.fixture(scope="session", params=BACKENDS)
 def database_factory(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -207,6 +216,7 @@ def accord_env(database_url: str, **extra: str) -> dict[str, str]:
             "ACCORD_MEMORANDA_DIR": str(settings.memoranda_dir),
             "ACCORD_PDF_WARM_UP": "false",
             "ACCORD_PUBLIC_MIRROR_DIR": str(settings.effective_public_mirror_dir),
+            "ACCORD_ATTACHMENTS_DIR": str(settings.effective_attachments_dir),
             **extra,
         }
     )
@@ -239,7 +249,7 @@ def start_server(database_url: str, *, workers: int = 1, **env: str) -> LiveServ
     proc = subprocess.Popen(
         [sys.executable, "-m", "service", "serve", "--port", str(port), "--workers", str(workers)],
         cwd=PROJECT,
-        env=accord_env(database_url, ACCORD_RUN_SCHEDULER="false", **env),
+        env=accord_env(database_url, **{"ACCORD_RUN_SCHEDULER": "false", **env}),
         stdout=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"

@@ -44,6 +44,7 @@ def upgrade() -> None:
     sa.Column('review_note', sqlmodel.sql.sqltypes.AutoString(length=500), nullable=False),
     sa.Column('created_at', service.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('created_by_id', sa.Integer(), nullable=True),
+    sa.Column('editor_ids', sa.JSON(), nullable=False),
     sa.Column('updated_at', service.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('submitted_at', service.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('approved_at', service.db.UTCDateTime(timezone=True), nullable=True),
@@ -57,7 +58,8 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['created_by_id'], ['user_account.id'], name=op.f('fk_bulletin_created_by_id_user_account')),
     sa.ForeignKeyConstraint(['emergency_id'], ['emergency.id'], name=op.f('fk_bulletin_emergency_id_emergency')),
     sa.ForeignKeyConstraint(['retracted_by_id'], ['user_account.id'], name=op.f('fk_bulletin_retracted_by_id_user_account')),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_bulletin'))
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_bulletin')),
+    sqlite_autoincrement=True
     )
     with op.batch_alter_table('bulletin', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_bulletin_emergency_id'), ['emergency_id'], unique=False)

@@ -7,7 +7,6 @@ from xml.etree import ElementTree as ET
 NS = "http://www.w3.org/2005/Atom"
 XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 MEDIA_TYPE = "application/atom+xml"
-ET.register_namespace("", NS)
 
 
 @dataclass
@@ -35,7 +34,9 @@ def atom_time(value: datetime) -> str:
 
 
 def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
-    element = ET.SubElement(parent, f"{{{NS}}}{tag}", {k: v for k, v in attrs.items() if v is not None})
+    # Unqualified names under a root that declares the Atom namespace as the default: the serialisation does
+    # not depend on ElementTree's process-wide prefix registry.
+    element = ET.SubElement(parent, tag, {k: v for k, v in attrs.items() if v is not None})
     if text is not None:
         element.text = text
     return element
@@ -46,7 +47,7 @@ def build(
     language: str | None = None, updated: datetime | None = None,
 ) -> bytes:  # fmt: skip
     """A complete feed; `updated` defaults to its newest entry's (a fixed date for an empty feed)."""
-    feed = ET.Element(f"{{{NS}}}feed", {XML_LANG: language} if language else {})
+    feed = ET.Element("feed", {"xmlns": NS, **({XML_LANG: language} if language else {})})
     _sub(feed, "id", feed_id)
     _sub(feed, "title", title)
     newest = max((e.updated for e in entries), default=None) or updated or datetime(2026, 1, 1, tzinfo=UTC)

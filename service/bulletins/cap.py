@@ -19,7 +19,6 @@ from service.i18n import gettext_in
 NS = "urn:oasis:names:tc:emergency:cap:1.2"
 MEDIA_TYPE = "application/cap+xml"
 _NOT_IN_IDS = re.compile(r"[\s,<&]+")  # section 3.2.1: identifiers and sender carry none of these
-ET.register_namespace("", NS)
 
 
 def _host() -> str:
@@ -48,7 +47,7 @@ def _language(code: str) -> str:
 
 
 def _sub(parent: ET.Element, tag: str, text: str | None = None) -> ET.Element:
-    element = ET.SubElement(parent, f"{{{NS}}}{tag}")
+    element = ET.SubElement(parent, tag)  # in the root's default namespace (see `build`)
     if text is not None:
         element.text = text
     return element
@@ -78,7 +77,7 @@ def build(bulletin: Bulletin, revisions: list[BulletinRevision], *, web_url: str
     current = revisions[-1]
     _ = gettext_in(bulletin.language)
 
-    alert = ET.Element(f"{{{NS}}}alert")
+    alert = ET.Element("alert", {"xmlns": NS})
     _sub(alert, "identifier", ident)
     _sub(alert, "sender", sender())
     _sub(alert, "sent", sent)

@@ -16,6 +16,7 @@ from datetime import datetime
 from email.utils import format_datetime, parsedate_to_datetime
 from urllib.parse import parse_qsl, urlencode
 
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.config import settings
@@ -39,6 +40,7 @@ class Cached:
     last_modified: str
     media_type: str
     fresh_until: float
+    security_headers: tuple[tuple[bytes, bytes], ...] = ()
 
 
 def cache_control() -> str:
@@ -63,6 +65,7 @@ def make(rendered: Rendered) -> Cached:
         last_modified=format_datetime(rendered.last_modified.replace(microsecond=0), usegmt=True),
         media_type=rendered.media_type,
         fresh_until=time.monotonic() + settings.public_cache_seconds,
+        security_headers=tuple(_security_headers(rendered.media_type)),
     )
 
 
@@ -72,6 +75,7 @@ class PageCache:
     def __init__(self) -> None:
         self._entries: dict[tuple[str, str], Cached] = {}
         self._lock = threading.Lock()
+        self.generation = 0  # counts clears: a page rendered before a change is not kept after it
 
     def get(self, key: tuple[str, str]) -> Cached | None:
         entry = self._entries.get(key)
@@ -79,10 +83,17 @@ class PageCache:
             return None
         return entry
 
-    def put(self, key: tuple[str, str], rendered: Rendered) -> Cached:
+    def stale(self, key: tuple[str, str]) -> Cached | None:
+        """The copy of `key`, even one that ran out (a change clears them all)."""
+        return self._entries.get(key)
+
+    def put(self, key: tuple[str, str], rendered: Rendered, generation: int | None = None) -> Cached:
+        """Keeps `rendered`, unless a change cleared the copies after `generation` (when its render began)."""
         entry = make(rendered)
         if settings.public_cache_seconds > 0:
             with self._lock:
+                if generation is not None and generation != self.generation:
+                    return entry
                 if len(self._entries) >= MAX_ENTRIES:
                     self._entries.clear()  # odd query strings cannot grow it without bound
                 self._entries[key] = entry
@@ -91,6 +102,7 @@ class PageCache:
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+            self.generation += 1
 
 
 pages = PageCache()
@@ -117,8 +129,19 @@ def _not_modified(headers: dict[bytes, bytes], entry: Cached, etag: str) -> bool
     return False
 
 
+def _security_headers(media_type: str) -> list[tuple[bytes, bytes]]:
+    # The same as service.middleware.SecurityHeaders adds (imported late: that module imports the auth layer).
+    from service.middleware import PAGE_CSP, SECURITY_HEADERS
+
+    headers = [(name.lower().encode(), value.encode()) for name, value in SECURITY_HEADERS.items()]
+    if media_type.startswith("text/html"):
+        headers.append((b"content-security-policy", PAGE_CSP.encode()))
+    return headers
+
+
 def answer(entry: Cached, request_headers: dict[bytes, bytes], *, head: bool = False) -> tuple[int, list, bytes]:
-    """(status, headers, body) of a cached response for this request: 304, gzip or identity."""
+    """(status, headers, body) of a cached response for this request: 304, gzip or identity, with the
+    security headers every response carries (the fast path answers before the middleware that adds them)."""
     compressed = entry.gzipped is not None and _accepts_gzip(request_headers)
     etag = entry.etag[:-1] + '-gz"' if compressed else entry.etag
     headers = [
@@ -126,6 +149,7 @@ def answer(entry: Cached, request_headers: dict[bytes, bytes], *, head: bool = F
         (b"last-modified", entry.last_modified.encode()),
         (b"cache-control", cache_control().encode()),
         (b"vary", b"Accept-Encoding"),
+        *entry.security_headers,
     ]
     if _not_modified(request_headers, entry, etag):
         return 304, headers, b""
@@ -155,3 +179,19 @@ class PublicFastPath:
                     await send({"type": "http.response.body", "body": body})
                     return
         await self.app(scope, receive, send)
+
+
+class GZipExceptPublic(GZipMiddleware):
+    """Starlette's GZip for every response but the public surfaces, which choose their own encoding (and
+    validators to match) and would otherwise get `Vary: Accept-Encoding` twice."""
+
+    def __init__(self, app: ASGIApp, prefixes: tuple[str, ...], exact: tuple[str, ...], **options: int) -> None:
+        super().__init__(app, **options)
+        self.prefixes = prefixes
+        self.exact = frozenset(exact)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and (scope["path"] in self.exact or scope["path"].startswith(self.prefixes)):
+            await self.app(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)

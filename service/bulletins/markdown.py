@@ -6,6 +6,7 @@ sanitised by nh3 (Ammonia): scripts and styles go with their content, event hand
 """
 
 import html
+import re
 from functools import cache
 
 import nh3
@@ -17,6 +18,9 @@ ALLOWED_TAGS = frozenset(
 )  # fmt: skip
 ALLOWED_ATTRIBUTES = {"a": {"href", "title"}, "ol": {"start"}, "th": {"align"}, "td": {"align"}}
 URL_SCHEMES = frozenset({"http", "https", "mailto", "tel"})
+# What Markdown left as literal text but reads like markup (`<svg onload=...>` with a quote inside): plain-text
+# readers such as CAP clients sometimes show text as HTML, so it does not go out in plain text either.
+_TAG_LIKE = re.compile(r"</?[A-Za-z!][^<>]*>")
 
 
 @cache
@@ -42,7 +46,7 @@ def to_text(text: str) -> str:
     """The plain text of a Markdown text: what a CAP `description` or a feed summary carries."""
     rendered = _markdown().render(text or "")
     rendered = rendered.replace("</p>", "</p>\n").replace("<br />", "\n").replace("</li>", "</li>\n")
-    bare = html.unescape(nh3.clean(rendered, tags=set(), strip_comments=True))
+    bare = _TAG_LIKE.sub("", html.unescape(nh3.clean(rendered, tags=set(), strip_comments=True)))
     lines = [line.strip() for line in bare.splitlines()]
     out: list[str] = []
     for line in lines:

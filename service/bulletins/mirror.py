@@ -45,7 +45,8 @@ def root() -> Path:
 @contextlib.contextmanager
 def _locked(directory: Path) -> Iterator[None]:
     directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / ".lock", "a") as lock:
+    # Beside the folder, not in it: nothing but the public files is in what nginx serves.
+    with open(directory.with_name(f".{directory.name}.lock"), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield

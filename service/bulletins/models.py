@@ -216,6 +216,9 @@ Polygon = Annotated[str | None, AfterValidator(_polygon)]
 
 
 class Bulletin(SQLModel, table=True):
+    # Ids are never reused (SQLite reuses a deleted draft's otherwise): the audit log names updates by id.
+    __table_args__ = {"sqlite_autoincrement": True}
+
     id: int | None = Field(default=None, primary_key=True)
     title: str = Field(max_length=200)
     body: str = Field(sa_type=sa.Text)  # Markdown; rendered and sanitised on the way out
@@ -238,6 +241,8 @@ class Bulletin(SQLModel, table=True):
     review_note: str = Field(default="", max_length=500)  # why a reviewer sent it back
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     created_by_id: int | None = Field(default=None, foreign_key="user_account.id")
+    # Everyone who wrote any of its content: none of them may approve it (four eyes).
+    editor_ids: list[int] = Field(default_factory=list, sa_type=sa.JSON)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     submitted_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     approved_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
@@ -376,6 +381,7 @@ class BulletinPublic(SQLModel):
     review_note: str
     created_at: datetime
     created_by_id: int | None
+    editor_ids: list[int]
     updated_at: datetime
     submitted_at: datetime | None
     approved_at: datetime | None
@@ -401,7 +407,8 @@ class PublishedUpdate(SQLModel):
     severity: CapSeverity
     certainty: Certainty
     area_desc: str
-    instruction: str
+    instruction: str  # plain text
+    instruction_html: str  # sanitised HTML of the instruction
     effective: datetime | None
     expires: datetime | None
     status: BulletinStatus

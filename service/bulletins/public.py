@@ -6,9 +6,12 @@ Public pages are the same for everyone (no user, no cookie, no form), so proxies
 their language comes from `?lang=` (Bulgarian by default), never from a cookie.
 """
 
+import asyncio
 import json
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Query, Request, Response
@@ -18,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 
 from service.bulletins import atom, cap, markdown
 from service.bulletins import service as bulletins
-from service.bulletins.http_cache import Rendered, answer, key_of, pages
+from service.bulletins.http_cache import Cached, Rendered, answer, key_of, pages
 from service.bulletins.models import (
     CAP_CATEGORY_LABELS,
     CAP_SEVERITY_LABELS,
@@ -97,8 +100,18 @@ def _last_change(session: Session) -> datetime:
 
 
 def _summary(bulletin: Bulletin, length: int = 240) -> str:
-    text = " ".join(markdown.to_text(bulletin.body).split())
+    return _summary_of(bulletin.body, length)
+
+
+@lru_cache(maxsize=1024)
+def _summary_of(body: str, length: int) -> str:
+    """Most of a home page's render is its summaries' Markdown: each text is parsed once."""
+    text = " ".join(markdown.to_text(body).split())
     return text if len(text) <= length else text[: length - 1].rsplit(" ", 1)[0] + "…"
+
+
+def _local_date(value: datetime) -> str:
+    return value.astimezone(ZoneInfo(settings.timezone)).date().isoformat()
 
 
 def _claim_reviews(items: list[tuple[Rumour, Bulletin]], language: str) -> Markup:
@@ -112,7 +125,7 @@ def _claim_reviews(items: list[tuple[Rumour, Bulletin]], language: str) -> Marku
             "@type": "ClaimReview",
             "url": _url(f"/updates/{bulletin.id}"),
             "claimReviewed": rumour.wording,
-            "datePublished": (bulletin.published_at or EPOCH).date().isoformat(),
+            "datePublished": _local_date(bulletin.published_at or EPOCH),
             "author": author,
             "inLanguage": bulletin.language,
             "reviewRating": {
@@ -124,7 +137,7 @@ def _claim_reviews(items: list[tuple[Rumour, Bulletin]], language: str) -> Marku
             },
             "itemReviewed": {
                 "@type": "Claim",
-                "datePublished": rumour.first_seen.date().isoformat(),
+                "datePublished": _local_date(rumour.first_seen),
                 "appearance": [{"@type": "CreativeWork", "url": rumour.url}] if rumour.url else [],
             },
         }
@@ -182,7 +195,8 @@ def fact_checks_page(session: Session, language: str) -> Rendered:
     body = render_page(
         "public/fact_checks.html",
         language,
-        {"items": [(r, b, Markup(markdown.to_html(r.response))) for r, b in items],  # noqa: S704 (sanitised)
+        # The text shown is the reviewed update's (its corrections included), not the rumour log's draft.
+        {"items": [(r, b, Markup(markdown.to_html(b.body))) for r, b in items],  # noqa: S704 (sanitised)
          "claim_reviews": _claim_reviews(items, language), "canonical": _url(_page_url("/fact-checks", language))},
     )  # fmt: skip
     return Rendered(body, HTML, _last_change(session))
@@ -254,7 +268,9 @@ def updates_json(session: Session, language: str | None, limit: int, offset: int
 def public_update(bulletin: Bulletin) -> PublishedUpdate:
     return PublishedUpdate.model_validate(
         {**bulletin.model_dump(), "url": _url(f"/updates/{bulletin.id}"),
-         "cap_url": _url(f"/updates/{bulletin.id}/cap.xml"), "body_html": markdown.to_html(bulletin.body)}
+         "cap_url": _url(f"/updates/{bulletin.id}/cap.xml"), "body_html": markdown.to_html(bulletin.body),
+         "instruction": markdown.to_text(bulletin.instruction),
+         "instruction_html": markdown.to_html(bulletin.instruction)}
     )  # fmt: skip
 
 
@@ -272,15 +288,41 @@ def _escape(text: str) -> str:
 
 async def _serve(request: Request, build: Any, *args: Any) -> Response:
     key = key_of(request.url.path, request.scope["query_string"])
-    entry = pages.get(key)
-    if entry is None:
-        async with request_session(request, write=False) as session:
-            rendered = await run_in_threadpool(build, session, *args)
-        entry = pages.put(key, rendered)
+    entry = pages.get(key) or await _render_once(request, key, build, *args)
     status, headers, body = answer(entry, dict(request.scope["headers"]), head=request.method == "HEAD")
     response = Response(body, status_code=status)
     response.raw_headers = headers  # the cached answer's exact headers (content-length included)
     return response
+
+
+_rendering: dict[tuple[int, tuple[str, str]], asyncio.Task] = {}
+
+
+async def _render_once(request: Request, key: tuple[str, str], build: Any, *args: Any) -> Cached:
+    """One render of a page at a time. Under a surge, every request in flight when the copy runs out would
+    otherwise render it again, together: while it is rendered the others answer with the copy that just ran
+    out or, after a change cleared it, wait for the new one."""
+    slot = (pages.generation, key)
+    task = _rendering.get(slot)
+    if task is None:
+        task = _rendering[slot] = asyncio.ensure_future(_render(request, key, slot[0], build, *args))
+        task.add_done_callback(lambda done: _forget(slot, done))
+    elif (stale := pages.stale(key)) is not None:
+        return stale
+    return await asyncio.shield(task)  # a reader gone away does not stop the render the others wait for
+
+
+async def _render(request: Request, key: tuple[str, str], generation: int, build: Any, *args: Any) -> Cached:
+    async with request_session(request, write=False) as session:
+        rendered = await run_in_threadpool(build, session, *args)
+    return pages.put(key, rendered, generation)
+
+
+def _forget(slot: tuple[int, tuple[str, str]], task: asyncio.Task) -> None:
+    if _rendering.get(slot) is task:
+        del _rendering[slot]
+    if not task.cancelled():
+        task.exception()  # its readers got the error (a 404); with none left, it is not logged as lost
 
 
 LangQuery = Query(default=None, description="bg (default) or en")

@@ -90,7 +90,7 @@ def list_bulletins(
 def create(*, session: Session, actor: User, data: BulletinCreate) -> Bulletin:
     """A new draft, written by `actor`."""
     _check_emergency(session, data.emergency_id)
-    bulletin = Bulletin(**data.model_dump(), created_by_id=actor.id)
+    bulletin = Bulletin(**data.model_dump(), created_by_id=actor.id, editor_ids=[actor.id])
     _check_times(bulletin)
     session.add(bulletin)
     audit.record(session, actor=actor, action="bulletin.create", entity=bulletin)
@@ -112,6 +112,8 @@ def update(*, session: Session, actor: User, bulletin: Bulletin, data: BulletinU
     for field, value in values.items():
         setattr(bulletin, field, value)
     _check_times(bulletin)
+    if actor.id not in bulletin.editor_ids:
+        bulletin.editor_ids = [*bulletin.editor_ids, actor.id]
     bulletin.updated_at = utcnow()
     session.add(bulletin)
     audit.record(session, actor=actor, action="bulletin.update", entity=bulletin, before=before)
@@ -155,7 +157,7 @@ def send_back(*, session: Session, actor: User, bulletin: Bulletin, reason: str)
 def approve(*, session: Session, actor: User, bulletin: Bulletin, publish_at: datetime | None = None) -> Bulletin:
     """The second pair of eyes: publishes now, or schedules for `publish_at` (or the draft's own time)."""
     _require(bulletin.status == BulletinStatus.in_review, N_("Only an update in review can be approved."))
-    if bulletin.created_by_id == actor.id:
+    if not may_approve(bulletin, actor):
         raise Forbidden(N_("Another communications officer must approve what you wrote."))
     when = publish_at or bulletin.publish_at
     now = utcnow()
@@ -175,6 +177,11 @@ def due_query(now: datetime | None = None) -> Any:
         .where(Bulletin.status == BulletinStatus.scheduled, col(Bulletin.publish_at) <= (now or utcnow()))
         .order_by(Bulletin.publish_at, Bulletin.id)
     )
+
+
+def may_approve(bulletin: Bulletin, user: User) -> bool:
+    """Four eyes: nobody who wrote any of an update's content approves it."""
+    return user.id != bulletin.created_by_id and user.id not in bulletin.editor_ids
 
 
 def publish_due(*, session: Session, now: datetime | None = None) -> list[int]:
@@ -301,7 +308,7 @@ def log_rumour(*, session: Session, actor: User, data: RumourCreate) -> Rumour:
     """Records a rumour as it circulates."""
     now = utcnow()
     values = data.model_dump()
-    values["first_seen"] = values["first_seen"] or now
+    values["first_seen"] = values["first_seen"] or min(now, values["last_seen"] or now)
     values["last_seen"] = values["last_seen"] or max(now, values["first_seen"])
     rumour = Rumour(**values, created_by_id=actor.id)
     _check_seen(rumour)
@@ -323,6 +330,8 @@ def update_rumour(*, session: Session, actor: User, rumour: Rumour, data: Rumour
     for field, value in values.items():
         if value is None and field not in nullable:
             raise Invalid(N_("This field cannot be empty."), field=field)
+    if {"wording", "summary", "language"} & values.keys():
+        _require_unanswered(session, rumour)
     status = values.pop("status", None)
     if (
         status is not None
@@ -350,6 +359,7 @@ def record_verdict(*, session: Session, actor: User, rumour: Rumour, data: Verdi
     """The verdict with its evidence and the approved response; recording it again revises it."""
     if data.bulletin_id is not None:
         _check_bulletin(session, data.bulletin_id)
+    _require_unanswered(session, rumour)
     before = audit.snapshot(rumour)
     rumour.verdict, rumour.evidence, rumour.response = data.verdict, data.evidence, data.response
     if data.bulletin_id is not None:
@@ -362,6 +372,17 @@ def record_verdict(*, session: Session, actor: User, rumour: Rumour, data: Verdi
     _mark_rumour(session, rumour)
     session.commit()
     return rumour
+
+
+def _require_unanswered(session: Session, rumour: Rumour) -> None:
+    """What a reviewed fact-check says (the claim, the verdict) changes only through review: while its
+    answering update is in review, scheduled or public, the rumour's claim and verdict stay as reviewed."""
+    answer = session.get(Bulletin, rumour.bulletin_id) if rumour.bulletin_id else None
+    _require(
+        answer is None or answer.status in (BulletinStatus.draft, BulletinStatus.retracted),
+        N_("Its fact-check (update #{id}) is in review or published: send it back or retract it first."),
+        id=rumour.bulletin_id,
+    )
 
 
 def _mark_rumour(session: Session, rumour: Rumour) -> None:
@@ -387,6 +408,8 @@ def draft_fact_check(*, session: Session, actor: User, rumour: Rumour, area_desc
     bulletin = Bulletin(
         title=title[:200], body=rumour.response, language=rumour.language, category=BulletinCategory.correction,
         area_desc=area_desc, created_by_id=actor.id,
+        # The response is the verdict's author's text: they do not approve it either.
+        editor_ids=sorted({actor.id} | ({rumour.verdict_by_id} if rumour.verdict_by_id else set())),
     )  # fmt: skip
     session.add(bulletin)
     session.flush()

@@ -65,7 +65,10 @@ def list_consultations(
         session=session, status=status, organisation_id=organisation_id, limit=page.limit, offset=page.offset
     )
     return Page(
-        items=[service.public_view(session, c) for c in items], total=total, limit=page.limit, offset=page.offset
+        items=[_shown_to(user, service.public_view(session, c)) for c in items],
+        total=total,
+        limit=page.limit,
+        offset=page.offset,
     )
 
 
@@ -77,7 +80,14 @@ def create_consultation(data: ConsultationCreate, user: CoordinatorUser, session
 
 @router.get("/consultations/{consultation_id}", response_model=ConsultationPublic)
 def get_consultation(consultation_id: Id, user: CurrentUser, session: SessionDep) -> ConsultationPublic:
-    return service.public_view(session, visible(session, user, consultation_id))
+    return _shown_to(user, service.public_view(session, visible(session, user, consultation_id)))
+
+
+def _shown_to(user: User, view: ConsultationPublic) -> ConsultationPublic:
+    """A partner learns whether their own organisation is invited, not which others are."""
+    if not coordinates(user):
+        view.invited_ids = [i for i in view.invited_ids if i == user.organisation_id]
+    return view
 
 
 @router.patch("/consultations/{consultation_id}", response_model=ConsultationPublic)

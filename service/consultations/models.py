@@ -5,7 +5,7 @@ from enum import StrEnum
 from typing import Annotated
 
 import sqlalchemy as sa
-from pydantic import AwareDatetime, ConfigDict, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, ConfigDict, StringConstraints
 from sqlmodel import Field, SQLModel
 
 from service.db import EnumText, Id, UTCDateTime, utcnow
@@ -47,6 +47,16 @@ VOTE_LABELS = {Vote.for_: N_("For"), Vote.against: N_("Against"), Vote.abstain: 
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=200)]
 LongText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=20_000)]
 Comments = Annotated[str, StringConstraints(strip_whitespace=True, max_length=20_000)]
+
+
+def _storable(value: datetime) -> datetime:
+    # Years 1 and 9999 overflow when converted to UTC or local time: a 500 when stored or shown.
+    if not 1 < value.year < 9999:
+        raise ValueError("The year must be between 2 and 9998.")
+    return value
+
+
+Moment = Annotated[AwareDatetime, AfterValidator(_storable)]
 
 
 class Consultation(SQLModel, table=True):
@@ -125,8 +135,8 @@ class ConsultationCreate(SQLModel):
     question: LongText
     measures: LongText
     emergency_id: Id | None = None
-    opens_at: AwareDatetime
-    closes_at: AwareDatetime
+    opens_at: Moment
+    closes_at: Moment
     invited_ids: list[Id] = Field(default_factory=list, max_length=1000)
     open_to_all: bool = False
 
@@ -138,8 +148,8 @@ class ConsultationUpdate(SQLModel):
     question: LongText | None = None
     measures: LongText | None = None
     emergency_id: Id | None = None
-    opens_at: AwareDatetime | None = None
-    closes_at: AwareDatetime | None = None
+    opens_at: Moment | None = None
+    closes_at: Moment | None = None
     invited_ids: list[Id] | None = Field(default=None, max_length=1000)
     open_to_all: bool | None = None
 
@@ -162,7 +172,7 @@ class ConsultationPublic(SQLModel):
 
 
 class SubmissionCreate(SQLModel):
-    """A partner's position; `organisation_id` only when staff record it for an organisation."""
+    """A partner user's position, for their own organisation."""
 
     model_config = ConfigDict(extra="forbid")
 

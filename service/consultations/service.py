@@ -232,7 +232,8 @@ def update(*, session: Session, actor: User, consultation: Consultation, data: C
     invited = values.pop("invited_ids", None)
     for field, value in values.items():
         setattr(consultation, field, value)
-    _check_fields(session, consultation, invited)
+    with session.no_autoflush:  # an unknown emergency id must be reported, not flushed into a foreign-key error
+        _check_fields(session, consultation, invited)
     if invited is not None:
         _set_invitations(session, consultation, invited)
     session.add(consultation)
@@ -430,11 +431,7 @@ def attach(
 ) -> Submission:
     """Attaches a PDF to a submission (replacing an earlier one) while the consultation takes submissions."""
     _require_accepting(consultation)
-    limit = int(settings.attachment_max_mb * 1024 * 1024)
-    if len(data) > limit:
-        raise Invalid(N_("The file is larger than {mb} MB."), field="file", mb=f"{settings.attachment_max_mb:g}")
-    if not data.startswith(PDF_MAGIC) or not _readable_pdf(data):
-        raise Invalid(N_("Only PDF files can be attached."), field="file")
+    check_attachment(data)
     before = audit.snapshot(submission)
     submission.attachment_sha256 = archive.store(data, settings.effective_attachments_dir)
     submission.attachment_name = _safe_name(filename)
@@ -444,6 +441,15 @@ def attach(
     audit.record(session, actor=actor, action="submission.attach", entity=submission, before=before)
     session.commit()
     return submission
+
+
+def check_attachment(data: bytes) -> None:
+    """Refuses a file that is too large or not a readable PDF (a form checks it before saving anything)."""
+    limit = int(settings.attachment_max_mb * 1024 * 1024)
+    if len(data) > limit:
+        raise Invalid(N_("The file is larger than {mb} MB."), field="file", mb=f"{settings.attachment_max_mb:g}")
+    if not data.startswith(PDF_MAGIC) or not _readable_pdf(data):
+        raise Invalid(N_("Only PDF files can be attached."), field="file")
 
 
 def _readable_pdf(data: bytes) -> bool:
