@@ -223,6 +223,9 @@ def test_no_attachment_once_the_consultation_is_closed_nor_to_another_organisati
     assert missing.status_code == 404 and missing.json() == foreign.json()
     anonymous = upload(w, {}, w.sub_a, "аноним.pdf", pdf_bytes())
     assert anonymous.status_code == 401
+    # Who may attach is checked before what is attached: a stranger's oversized file is a 401 too.
+    assert upload(w, {}, w.sub_a, "голям.pdf", pdf_bytes(40)).status_code == 401
+    assert upload(w, w.a, w.sub_b, "голям.pdf", pdf_bytes(40)).status_code == 404
     staff = upload(w, w.staff, w.sub_a, "от-щаба.pdf", pdf_bytes())
     assert staff.status_code == 403  # the position and its attachment are the organisation's own
     no_file = w.client.put(w.path(w.sub_a), data={"name": "x"}, headers=w.a)
