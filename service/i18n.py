@@ -27,6 +27,10 @@ def N_(message: str) -> str:
     return message
 
 
+# The languages by name, as forms offer them.
+LANGUAGE_LABELS = {"bg": N_("Bulgarian"), "en": N_("English")}
+
+
 @cache
 def translations(language: str) -> NullTranslations:
     """The catalogue for `language`, compiled in memory from its .po file (English is the source)."""

@@ -48,14 +48,13 @@ from service.db import Id, SessionDep
 from service.emergencies.models import Emergency
 from service.emergencies.service import list_emergencies
 from service.errors import DomainError, NotAuthenticated, NotFound
-from service.i18n import LANGUAGES, N_, gettext_for, local_input_value
+from service.i18n import LANGUAGE_LABELS, LANGUAGES, N_, gettext_for, local_input_value
 from service.pagination import PageDep
 from service.users.models import User
 from service.web import FormDep, form_values, parse_typed_form, redirect, render
 
 router = APIRouter(dependencies=[Depends(check_csrf)], include_in_schema=False)
 
-LANGUAGE_LABELS = {"bg": N_("Bulgarian"), "en": N_("English")}
 LABELS = {
     "status": STATUS_LABELS,
     "category": CATEGORY_LABELS,

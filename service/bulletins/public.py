@@ -54,15 +54,15 @@ PREFIXES = ("/updates/",)
 router = APIRouter()
 
 
-def _url(path: str) -> str:
+def absolute_url(path: str) -> str:
     return settings.base_url.rstrip("/") + path
 
 
-def _lang(value: str | None) -> str:
+def public_language(value: str | None) -> str:
     return normalise_language(value) or settings.default_language
 
 
-def _page_url(path: str, language: str) -> str:
+def page_url(path: str, language: str) -> str:
     return path if language == settings.default_language else f"{path}?lang={language}"
 
 
@@ -73,7 +73,7 @@ def render_page(name: str, language: str, context: dict[str, Any]) -> bytes:
         "_": gettext,
         "lang": language,
         "other_lang": "en" if language == "bg" else "bg",
-        "page_url": _page_url,
+        "page_url": page_url,
         "settings": settings,
         "municipality": settings.municipality_name if language == "bg" else settings.municipality_name_en,
         "fmt_datetime": lambda value: format_datetime(value, language),
@@ -118,12 +118,12 @@ def _claim_reviews(items: list[tuple[Rumour, Bulletin]], language: str) -> Marku
     """schema.org ClaimReview JSON-LD, safe inside a <script> element."""
     _ = gettext_in(language)
     name = settings.municipality_name if language == "bg" else settings.municipality_name_en
-    author = {"@type": "Organization", "name": name, "url": _url("/")}
+    author = {"@type": "Organization", "name": name, "url": absolute_url("/")}
     reviews = [
         {
             "@context": "https://schema.org",
             "@type": "ClaimReview",
-            "url": _url(f"/updates/{bulletin.id}"),
+            "url": absolute_url(f"/updates/{bulletin.id}"),
             "claimReviewed": rumour.wording,
             "datePublished": _local_date(bulletin.published_at or EPOCH),
             "author": author,
@@ -161,7 +161,7 @@ def home(session: Session, language: str) -> Rendered:
         "public/home.html",
         language,
         {"updates": [(b, _summary(b)) for b in updates], "total": total, "other_total": other_total,
-         "emergencies": emergencies, "fact_checks": checks, "canonical": _url(_page_url("/", language))},
+         "emergencies": emergencies, "fact_checks": checks, "canonical": absolute_url(page_url("/", language))},
     )  # fmt: skip
     return Rendered(body, HTML, _last_change(session))
 
@@ -174,19 +174,24 @@ def update_page(session: Session, bulletin_id: int, language: str) -> Rendered:
     body = render_page(
         "public/update.html",
         language,
-        {"bulletin": bulletin, "body_html": Markup(markdown.to_html(bulletin.body)),  # noqa: S704 (sanitised)
-         "instruction_html": Markup(markdown.to_html(bulletin.instruction)),  # noqa: S704 (sanitised)
-         "history": [(r, Markup(markdown.to_html(r.body))) for r in reversed(revisions)],  # noqa: S704 (sanitised)
-         "emergency": emergency, "rumours": answered, "canonical": _url(_page_url(f"/updates/{bulletin.id}", language)),
-         "claim_reviews": _claim_reviews([(r, bulletin) for r in answered], language) if answered else None},
-    )  # fmt: skip
+        {
+            "bulletin": bulletin,
+            "body_html": Markup(markdown.to_html(bulletin.body)),  # noqa: S704 (sanitised)
+            "instruction_html": Markup(markdown.to_html(bulletin.instruction)),  # noqa: S704 (sanitised)
+            "history": [(r, Markup(markdown.to_html(r.body))) for r in reversed(revisions)],  # noqa: S704 (sanitised)
+            "emergency": emergency,
+            "rumours": answered,
+            "canonical": absolute_url(page_url(f"/updates/{bulletin.id}", language)),
+            "claim_reviews": _claim_reviews([(r, bulletin) for r in answered], language) if answered else None,
+        },
+    )
     return Rendered(body, HTML, bulletin.changed_at or EPOCH)
 
 
 def cap_message(session: Session, bulletin_id: int) -> Rendered:
     bulletin = bulletins.public_bulletin(session=session, bulletin_id=bulletin_id)
     revisions = bulletins.revisions(session=session, bulletin_id=bulletin.id)
-    body = cap.build(bulletin, revisions, web_url=_url(f"/updates/{bulletin.id}"))
+    body = cap.build(bulletin, revisions, web_url=absolute_url(f"/updates/{bulletin.id}"))
     return Rendered(body, f"{cap.MEDIA_TYPE}; charset=utf-8", bulletin.changed_at or EPOCH)
 
 
@@ -196,9 +201,12 @@ def fact_checks_page(session: Session, language: str) -> Rendered:
         "public/fact_checks.html",
         language,
         # The text shown is the reviewed update's (its corrections included), not the rumour log's draft.
-        {"items": [(r, b, Markup(markdown.to_html(b.body))) for r, b in items],  # noqa: S704 (sanitised)
-         "claim_reviews": _claim_reviews(items, language), "canonical": _url(_page_url("/fact-checks", language))},
-    )  # fmt: skip
+        {
+            "items": [(r, b, Markup(markdown.to_html(b.body))) for r, b in items],  # noqa: S704 (sanitised)
+            "claim_reviews": _claim_reviews(items, language),
+            "canonical": absolute_url(page_url("/fact-checks", language)),
+        },
+    )
     return Rendered(body, HTML, _last_change(session))
 
 
@@ -213,17 +221,22 @@ def updates_feed(session: Session) -> Rendered:
             content = f"<p><strong>{_('This update was retracted')}</strong>: {_escape(bulletin.retraction_reason)}</p>"
         entries.append(
             atom.Entry(
-                id=_url(f"/updates/{bulletin.id}"), title=title, updated=bulletin.changed_at or EPOCH,
+                id=absolute_url(f"/updates/{bulletin.id}"), title=title, updated=bulletin.changed_at or EPOCH,
                 published=bulletin.published_at, language=bulletin.language, summary=_summary(bulletin),
                 content_html=content, categories=[bulletin.category.value],
-                links=[atom.Link(_url(f"/updates/{bulletin.id}"), type="text/html"),
-                       atom.Link(_url(f"/updates/{bulletin.id}/cap.xml"), rel="related", type=cap.MEDIA_TYPE)],
+                links=[atom.Link(absolute_url(f"/updates/{bulletin.id}"), type="text/html"),
+                       atom.Link(absolute_url(f"/updates/{bulletin.id}/cap.xml"), rel="related", type=cap.MEDIA_TYPE)],
             )
         )  # fmt: skip
     body = atom.build(
-        feed_id=_url("/feeds/updates.atom"), title=_feed_title("Public updates"), self_url=_url("/feeds/updates.atom"),
-        alternate_url=_url("/"), author=settings.municipality_name, entries=entries, language=settings.default_language,
-    )  # fmt: skip
+        feed_id=absolute_url("/feeds/updates.atom"),
+        title=_feed_title("Public updates"),
+        self_url=absolute_url("/feeds/updates.atom"),
+        alternate_url=absolute_url("/"),
+        author=settings.municipality_name,
+        entries=entries,
+        language=settings.default_language,
+    )
     return Rendered(body, f"{atom.MEDIA_TYPE}; charset=utf-8", _last_change(session))
 
 
@@ -242,14 +255,19 @@ def cap_feed(session: Session) -> Rendered:
                 updated=bulletin.changed_at or EPOCH, published=bulletin.published_at, language=bulletin.language,
                 summary=f"{bulletin.urgency.value} / {bulletin.severity.value} / {bulletin.certainty.value}: "
                 f"{bulletin.area_desc}",
-                links=[atom.Link(_url(f"/updates/{bulletin.id}/cap.xml"), type=cap.MEDIA_TYPE),
-                       atom.Link(_url(f"/updates/{bulletin.id}"), rel="related", type="text/html")],
+                links=[atom.Link(absolute_url(f"/updates/{bulletin.id}/cap.xml"), type=cap.MEDIA_TYPE),
+                       atom.Link(absolute_url(f"/updates/{bulletin.id}"), rel="related", type="text/html")],
             )
         )  # fmt: skip
     body = atom.build(
-        feed_id=_url("/feeds/cap.atom"), title=_feed_title("CAP alerts"), self_url=_url("/feeds/cap.atom"),
-        alternate_url=_url("/"), author=settings.municipality_name, entries=entries, language=settings.default_language,
-    )  # fmt: skip
+        feed_id=absolute_url("/feeds/cap.atom"),
+        title=_feed_title("CAP alerts"),
+        self_url=absolute_url("/feeds/cap.atom"),
+        alternate_url=absolute_url("/"),
+        author=settings.municipality_name,
+        entries=entries,
+        language=settings.default_language,
+    )
     return Rendered(body, f"{atom.MEDIA_TYPE}; charset=utf-8", _last_change(session))
 
 
@@ -267,8 +285,8 @@ def updates_json(session: Session, language: str | None, limit: int, offset: int
 
 def public_update(bulletin: Bulletin) -> PublishedUpdate:
     return PublishedUpdate.model_validate(
-        {**bulletin.model_dump(), "url": _url(f"/updates/{bulletin.id}"),
-         "cap_url": _url(f"/updates/{bulletin.id}/cap.xml"), "body_html": markdown.to_html(bulletin.body),
+        {**bulletin.model_dump(), "url": absolute_url(f"/updates/{bulletin.id}"),
+         "cap_url": absolute_url(f"/updates/{bulletin.id}/cap.xml"), "body_html": markdown.to_html(bulletin.body),
          "instruction": markdown.to_text(bulletin.instruction),
          "instruction_html": markdown.to_html(bulletin.instruction)}
     )  # fmt: skip
@@ -286,7 +304,7 @@ def _escape(text: str) -> str:
 # --- routes ----------------------------------------------------------------------------------------------
 
 
-async def _serve(request: Request, build: Any, *args: Any) -> Response:
+async def serve_cached(request: Request, build: Any, *args: Any) -> Response:
     key = key_of(request.url.path, request.scope["query_string"])
     entry = pages.get(key) or await _render_once(request, key, build, *args)
     status, headers, body = answer(entry, dict(request.scope["headers"]), head=request.method == "HEAD")
@@ -330,32 +348,32 @@ LangQuery = Query(default=None, description="bg (default) or en")
 
 @router.get("/", include_in_schema=False)
 async def home_route(request: Request, lang: str | None = LangQuery) -> Response:
-    return await _serve(request, home, _lang(lang))
+    return await serve_cached(request, home, public_language(lang))
 
 
 @router.get("/updates/{bulletin_id}", include_in_schema=False)
 async def update_route(request: Request, bulletin_id: Id, lang: str | None = LangQuery) -> Response:
-    return await _serve(request, update_page, bulletin_id, _lang(lang))
+    return await serve_cached(request, update_page, bulletin_id, public_language(lang))
 
 
 @router.get("/updates/{bulletin_id}/cap.xml", include_in_schema=False)
 async def cap_route(request: Request, bulletin_id: Id) -> Response:
-    return await _serve(request, cap_message, bulletin_id)
+    return await serve_cached(request, cap_message, bulletin_id)
 
 
 @router.get("/fact-checks", include_in_schema=False)
 async def fact_checks_route(request: Request, lang: str | None = LangQuery) -> Response:
-    return await _serve(request, fact_checks_page, _lang(lang))
+    return await serve_cached(request, fact_checks_page, public_language(lang))
 
 
 @router.get("/feeds/updates.atom", include_in_schema=False)
 async def updates_feed_route(request: Request) -> Response:
-    return await _serve(request, updates_feed)
+    return await serve_cached(request, updates_feed)
 
 
 @router.get("/feeds/cap.atom", include_in_schema=False)
 async def cap_feed_route(request: Request) -> Response:
-    return await _serve(request, cap_feed)
+    return await serve_cached(request, cap_feed)
 
 
 @router.get("/api/v1/public/updates", tags=["public"], response_model=None)
@@ -366,4 +384,4 @@ async def public_updates_route(
     offset: int = Query(default=0, ge=0, le=1_000_000),
 ) -> Response:
     """Published updates, the newest first (no login). Retracted updates are not listed as current."""
-    return await _serve(request, updates_json, language, limit, offset)
+    return await serve_cached(request, updates_json, language, limit, offset)

@@ -25,7 +25,16 @@ from starlette.concurrency import run_in_threadpool
 
 from service.bulletins import atom, markdown
 from service.bulletins.http_cache import Rendered, cache_control
-from service.bulletins.public import EPOCH, HTML, LangQuery, _lang, _page_url, _serve, _url, render_page
+from service.bulletins.public import (
+    EPOCH,
+    HTML,
+    LangQuery,
+    absolute_url,
+    page_url,
+    public_language,
+    render_page,
+    serve_cached,
+)
 from service.config import settings
 from service.consultations import service
 from service.consultations.models import (
@@ -203,7 +212,7 @@ def decisions_page(session: Session, language: str, filters: Filters, offset: in
          "attachment_url": _attachment_path, "anchor": _anchor,
          "csv_url": _link("/decisions.csv", settings.default_language, **filters.query()),
          "other_language_url": _link("/decisions", "en" if language == "bg" else "bg", **filters.query()),
-         "canonical": _url(_page_url("/decisions", language))},
+         "canonical": absolute_url(page_url("/decisions", language))},
     )  # fmt: skip
     return Rendered(body, HTML, _last_change(session))
 
@@ -225,7 +234,7 @@ def _csv_rows(item: PublishedDecision) -> list[list[object]]:
     published = d.published_at.replace(microsecond=0).isoformat() if d.published_at else ""
     emergency = item.emergency.title if item.emergency else ""
     common = [d.id, d.decided_on.isoformat(), published, emergency, c.title, c.question, markdown.to_text(d.text)]
-    url = _url(f"/decisions#{_anchor(d)}")
+    url = absolute_url(f"/decisions#{_anchor(d)}")
     votes = {o.id: vote for o, vote in item.votes}
     submissions = {o.id: s for o, s in item.submissions}
     organisations = {o.id: o for o, _v in item.votes} | {o.id: o for o, _s in item.submissions}
@@ -235,7 +244,9 @@ def _csv_rows(item: PublishedDecision) -> list[list[object]]:
     for organisation in sorted(organisations.values(), key=lambda o: (o.name.casefold(), o.id)):
         vote, submission = votes.get(organisation.id), submissions.get(organisation.id)
         attachment = (
-            _url(_attachment_path(d, submission)) if submission is not None and submission.attachment_sha256 else ""
+            absolute_url(_attachment_path(d, submission))
+            if submission is not None and submission.attachment_sha256
+            else ""
         )
         rows.append(
             [*common, organisation.name, organisation.name_en or "", vote.value if vote else "",
@@ -280,7 +291,7 @@ def decisions_feed(session: Session) -> Rendered:
             + f"<p>{_escape(tally)}</p>"
             + (f"<h3>{_escape(_('Public submissions'))}</h3><ul>{positions}</ul>" if positions else "")
         )
-        link = _url(f"/decisions#{_anchor(d)}")
+        link = absolute_url(f"/decisions#{_anchor(d)}")
         entries.append(
             atom.Entry(
                 id=link, title=item.consultation.title, updated=d.published_at or EPOCH, published=d.published_at,
@@ -290,10 +301,15 @@ def decisions_feed(session: Session) -> Rendered:
             )
         )  # fmt: skip
     body = atom.build(
-        feed_id=_url("/feeds/decisions.atom"), title=f"{settings.municipality_name}: {_('Decisions')}",
-        self_url=_url("/feeds/decisions.atom"), alternate_url=_url("/decisions"), author=settings.municipality_name,
-        entries=entries, language=language, updated=_last_change(session),
-    )  # fmt: skip
+        feed_id=absolute_url("/feeds/decisions.atom"),
+        title=f"{settings.municipality_name}: {_('Decisions')}",
+        self_url=absolute_url("/feeds/decisions.atom"),
+        alternate_url=absolute_url("/decisions"),
+        author=settings.municipality_name,
+        entries=entries,
+        language=language,
+        updated=_last_change(session),
+    )
     return Rendered(body, f"{atom.MEDIA_TYPE}; charset=utf-8", _last_change(session))
 
 
@@ -331,21 +347,21 @@ async def decisions_route(
 ) -> Response:
     """Published decisions, the newest first. Values that mean nothing are ignored, never an error page."""
     start = _whole(offset, 0, 1_000_000) or 0
-    return await _serve(request, decisions_page, _lang(lang), Filters.parse(q, emergency, year), start)
+    return await serve_cached(request, decisions_page, public_language(lang), Filters.parse(q, emergency, year), start)
 
 
 @router.get("/decisions.csv", include_in_schema=False)
 async def decisions_csv_route(
     request: Request, q: str | None = None, emergency: str | None = None, year: str | None = None
 ) -> Response:
-    response = await _serve(request, decisions_csv, Filters.parse(q, emergency, year))
+    response = await serve_cached(request, decisions_csv, Filters.parse(q, emergency, year))
     response.raw_headers.append((b"content-disposition", b'attachment; filename="decisions.csv"'))
     return response
 
 
 @router.get("/feeds/decisions.atom", include_in_schema=False)
 async def decisions_feed_route(request: Request) -> Response:
-    return await _serve(request, decisions_feed)
+    return await serve_cached(request, decisions_feed)
 
 
 @router.get("/decisions/{decision_id}/submissions/{submission_id}/attachment", include_in_schema=False)

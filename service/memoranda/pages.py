@@ -24,7 +24,7 @@ from service.auth import CoordinatorUser, CurrentUser, check_csrf, logged_in_use
 from service.config import settings
 from service.db import Id, SessionDep, request_session
 from service.errors import DomainError, Forbidden, InvalidFields, NotAuthenticated, NotFound
-from service.i18n import N_, gettext_for, language_of
+from service.i18n import LANGUAGE_LABELS, N_, gettext_for, language_of
 from service.memoranda import archive, documents, flows, service
 from service.memoranda.deps import CoordinatedMemorandum, load_coordinated
 from service.memoranda.models import (
@@ -48,7 +48,6 @@ from service.web import FormDep, form_values, parse_form, redirect, render
 
 router = APIRouter(dependencies=[Depends(check_csrf)], include_in_schema=False)
 
-LANGUAGE_LABELS = {"bg": N_("Bulgarian"), "en": N_("English")}
 ORDER_LABELS = {
     "parallel": N_("In parallel: every party may sign at once"),
     "sequential": N_("In order: the partners in the order listed, then the municipality"),
