@@ -144,3 +144,40 @@ def load(
         thread.join()
     result.seconds = time.monotonic() - started
     return result
+
+
+# --- the summary `make bench` ends with ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    """One measured figure against its target, for the table `bench/run.py` prints at the end."""
+
+    bench: str
+    what: str
+    measured: str
+    target: str
+    met: bool | None  # None: measured for the record, no target
+
+
+TARGETS: list[Target] = []
+
+
+def report_target(bench: str, what: str, measured: str, target: str = "", met: bool | None = None) -> None:
+    TARGETS.append(Target(bench, what, measured, target, met))
+
+
+def targets_table(targets: list[Target]) -> str:
+    """The figures as one plain-text table, each marked MET or MISSED against its target."""
+    header = ("benchmark", "figure", "measured", "target", "")
+    rows = [
+        (t.bench, t.what, t.measured, t.target, "" if t.met is None else "MET" if t.met else "MISSED") for t in targets
+    ]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+             for row in [header, *rows]]  # fmt: skip
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    met = sum(t.met is True for t in targets)
+    missed = sum(t.met is False for t in targets)
+    lines.append(f"\n{met} targets met, {missed} missed")
+    return "\n".join(lines)

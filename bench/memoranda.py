@@ -36,7 +36,7 @@ import weasyprint
 from pypdf import PdfReader
 from sqlmodel import Session, col, select
 
-from bench.common import PROJECT, fresh_database, server
+from bench.common import PROJECT, fresh_database, report_target, server
 from service import pdf
 from service.auth import hash_password
 from service.db import create_db_engine, write_engine
@@ -361,6 +361,15 @@ def run(backend: str) -> None:
     if machine_busy > QUIET_CPU:
         print("  (other work was running on this machine: the idle p99, and so the healthz ratio, is not reliable)")
     print(f"  ({removed} issued PDFs removed from {ARCHIVE}; run took {time.monotonic() - began:.0f} s)")
+    name = f"memoranda ({backend})"
+    report_target(
+        name, f"issue ÷ plain WeasyPrint ({pages} pages)", f"{issue_ratio:.3f} ({issue_ms:.0f} ÷ {plain_ms:.0f} ms)",
+        f"<= {TARGET_ISSUE_RATIO}", issue_ratio <= TARGET_ISSUE_RATIO,
+    )  # fmt: skip
+    report_target(
+        name, f"/healthz p99 while {ISSUERS} issue ÷ idle", f"{health_ratio:.2f} ({busy_p99:.1f} ÷ {idle_p99:.1f} ms)",
+        f"<= {TARGET_HEALTHZ_RATIO:g}", health_ratio <= TARGET_HEALTHZ_RATIO,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

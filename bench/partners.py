@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlmodel import Session
 
-from bench.common import fresh_database, load, server
+from bench.common import fresh_database, load, report_target, server
 from service.auth import hash_password
 from service.db import create_db_engine, write_engine
 from service.partners import service as partners
@@ -64,6 +64,8 @@ def run(backend: str) -> None:
     for result in (bare, search, write):
         ratio = result.rate / bare.rate if bare.rate else 0
         print(f"  {result.line()}  ratio to bare {ratio:.2f}")
+        if result is not bare:
+            report_target(f"partners ({backend})", f"{result.name} ÷ bare /healthz", f"{ratio:.2f}")
 
 
 if __name__ == "__main__":

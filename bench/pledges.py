@@ -32,7 +32,7 @@ import httpx
 from sqlalchemy import insert
 from sqlmodel import Session, select
 
-from bench.common import fresh_database, server
+from bench.common import fresh_database, report_target, server
 from service.audit import verify_chain
 from service.auth import hash_password, issue_token
 from service.db import create_db_engine, utcnow, write_engine
@@ -399,6 +399,14 @@ def run(backend: str) -> None:
         f"    {page}: {page_ms:.1f} ms, {page_bytes // 1024} KiB   "
         f"target < {TARGET_BOARD_MS:.0f} ms: {verdict(page_ms < TARGET_BOARD_MS)}"
     )
+    name = f"pledges ({backend})"
+    report_target(name, "pledge intake ÷ bare /healthz", f"{ratio:.3f}", f">= {TARGET_RATIO}", ratio >= TARGET_RATIO)
+    report_target(name, "pledge p99", f"{p99:.0f} ms", f"< {TARGET_P99_MS:.0f} ms", p99 < TARGET_P99_MS)
+    report_target(name, "invariant violations", str(violations), "0, every 201 stored, chain intact", sound)
+    report_target(
+        name, f"coverage board ({BOARD_NEEDS} needs, {BOARD_PLEDGES} pledges)", f"{page_ms:.0f} ms",
+        f"< {TARGET_BOARD_MS:.0f} ms", page_ms < TARGET_BOARD_MS,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

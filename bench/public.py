@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import httpx
 from sqlmodel import Session
 
-from bench.common import PROJECT, free_port, fresh_database
+from bench.common import PROJECT, free_port, fresh_database, report_target
 from service.auth import hash_password
 from service.db import create_db_engine, write_engine
 from service.users.models import Role, User
@@ -530,6 +530,16 @@ def report(title: str, page: str, results: dict[str, list[Measured]]) -> None:
     met = verdict(mirror[0] >= 1 - TARGET_MIRROR_GAP, mirror[1] >= 1 - TARGET_MIRROR_GAP)
     print(f"  (c) / (a) {mirror[0]:.3f} (idle {mirror[1]:.3f})   target: no more than 10% below (a): {met}")
     print(f"  (d) / (a) {ratio[d]:.3f}   (304: the same way through the app as (b), without the body)")
+    name = title.split("]")[0].strip("[") if title.startswith("[") else title
+    name = f"public ({name})"
+    report_target(
+        name, "app / ÷ nginx same bytes", f"{app[0]:.3f}", f">= {TARGET_APP_RATIO}", app[0] >= TARGET_APP_RATIO
+    )
+    report_target(name, "app / p99", f"{p99[b]:.1f} ms", f"< {TARGET_APP_P99_MS:.0f} ms", p99[b] < TARGET_APP_P99_MS)
+    report_target(
+        name, "mirror via nginx ÷ plain file", f"{mirror[0]:.3f}", f">= {1 - TARGET_MIRROR_GAP:.2f}",
+        mirror[0] >= 1 - TARGET_MIRROR_GAP,
+    )  # fmt: skip
     bad = sum(m.bad for runs in results.values() for m in runs)
     others = statistics.median(m.cpu["others"] for runs in results.values() for m in runs)
     print(f"  answers other than 2xx/3xx, and socket errors: {bad}")

@@ -7,9 +7,10 @@ from fastapi import APIRouter, Query
 from service import audit
 from service.auth import AdminUser
 from service.db import Id, SessionDep
+from service.errors import API_ERRORS
 from service.pagination import PageDep
 
-router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
+router = APIRouter(prefix="/api/v1/audit", tags=["audit"], responses=API_ERRORS)
 
 
 @router.get("", response_model=list[audit.AuditEntryPublic])

@@ -12,12 +12,14 @@ import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from fastapi import Depends, Request
+from sqlalchemy.orm import lazyload
 from sqlmodel import Session, delete, select
 
 from service.config import settings
 from service.db import SessionDep, utcnow
 from service.errors import Forbidden, NotAuthenticated, TooManyAttempts
 from service.i18n import N_
+from service.partners.models import Organisation
 from service.users.models import AuthToken, Role, User
 
 SESSION_COOKIE = "accord_session"
@@ -119,20 +121,32 @@ def revoke_token(*, session: Session, raw: str) -> None:
 
 
 def user_for_token(*, session: Session, raw: str, kind: str) -> User | None:
-    """The active user a live token of `kind` belongs to."""
-    row = session.exec(_USER_FOR_TOKEN, params={"digest": _digest(raw), "kind": kind, "now": utcnow()}).first()
-    return row if row is not None and row.is_active else None
+    """The active user a live token of `kind` belongs to.
 
+    A partner user's organisation comes in the same query: nearly every partner request needs it (a pledge
+    is checked against it), and it is kept in the session for `session.get` to find without a query."""
+    row = session.execute(_USER_FOR_TOKEN, {"digest": _digest(raw), "kind": kind, "now": utcnow()}).first()
+    if row is None or not row[0].is_active:
+        return None
+    user, organisation = row
+    if organisation is not None:
+        session.info[LOADED_ORGANISATION] = organisation  # the identity map alone holds it only weakly
+    return user
+
+
+LOADED_ORGANISATION = "accord_loaded_organisation"
 
 # Built once: every authenticated request asks it.
 _USER_FOR_TOKEN = (
-    select(User)
+    select(User, Organisation)
     .join(AuthToken, AuthToken.user_id == User.id)
+    .outerjoin(Organisation, Organisation.id == User.organisation_id)
     .where(
         AuthToken.token_hash == sa.bindparam("digest"),
         AuthToken.kind == sa.bindparam("kind"),
         AuthToken.expires_at > sa.bindparam("now"),
     )
+    .options(lazyload(Organisation.sector_rows))  # its sectors load when read, not with every request
 )
 
 

@@ -1,7 +1,8 @@
-"""The `accord` command: serve, migrate, create-admin, demo-data, scheduler, audit-verify."""
+"""The `accord` command: serve, migrate, create-admin, demo-data, scheduler, audit-verify, backup, restore."""
 
 import signal
 import threading
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -15,6 +16,14 @@ app = typer.Typer(help="Crisis Accord: partners, memoranda, pledges and verified
 
 def _engine():
     return create_db_engine(settings.effective_database_url)
+
+
+@app.callback()
+def _configure_logging() -> None:
+    # Every command's log lines in the one format (ACCORD_LOG_FORMAT), with the job or request they belong to.
+    from service import observability
+
+    observability.configure_logging()
 
 
 @app.command()
@@ -36,13 +45,16 @@ def serve(
     except DatabaseNotMigrated as error:
         typer.echo(str(error), err=True)
         raise typer.Exit(1) from None
-    from service import demo
+    from service import demo, observability
 
     typer.echo(demo.banner(host=host, port=port))
-    uvicorn.run(
-        "service.main:create_app", factory=True, host=host, port=port, workers=workers, proxy_headers=True,
-        access_log=access_log,
-    )  # fmt: skip
+    # The workers count into files in one fresh folder, so any of them answers /metrics with the totals.
+    # uvicorn's access line gives way to ours, which has the route, the duration and the request id.
+    with observability.multiprocess_metrics(settings.data_dir / "metrics"):
+        uvicorn.run(
+            "service.main:create_app", factory=True, host=host, port=port, workers=workers, proxy_headers=True,
+            access_log=False, log_config=observability.logging_config(access_log=access_log),
+        )  # fmt: skip
 
 
 @app.command()
@@ -101,12 +113,9 @@ def demo_data(
 @app.command()
 def scheduler() -> None:
     """Run the scheduled jobs in this process (only one process at a time runs them)."""
-    import logging
-
     from service.db import check_migrated
     from service.scheduler import SchedulerRunner
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     engine = _engine()
     check_migrated(engine)
     runner = SchedulerRunner(engine)
@@ -143,6 +152,45 @@ def public_mirror() -> None:
 
     mirror.refresh(_engine())
     typer.echo(f"Public mirror written to {mirror.root()}.")
+
+
+@app.command()
+def backup(
+    path: Annotated[
+        Path | None, typer.Argument(help="The archive to write, or a folder for it. Default: backups/ in the data dir.")
+    ] = None,
+) -> None:
+    """Write one consistent archive of the database and the memoranda and attachments folders."""
+    from service import backup as backups
+
+    try:
+        made = backups.create(installation=backups.Installation.from_settings(), path=path)
+    except (backups.BackupError, OSError) as error:
+        typer.echo(f"Backup failed: {error}", err=True)
+        raise typer.Exit(1) from None
+    for damaged in made.damaged:
+        typer.echo(f"WARNING: {damaged} no longer matches its SHA-256 name; it was backed up as it is.", err=True)
+    typer.echo(f"Backup written to {made.path}")
+    typer.echo(made.manifest.summary())
+
+
+@app.command()
+def restore(path: Annotated[Path, typer.Argument(help="An archive written by `accord backup`.")]) -> None:
+    """Restore a backup into an empty installation; a damaged or altered archive changes nothing."""
+    from service import backup as backups
+
+    try:
+        restored = backups.restore(installation=backups.Installation.from_settings(), archive=path)
+    except backups.BackupError as error:
+        typer.echo(f"Restore refused: {error}", err=True)
+        raise typer.Exit(1) from None
+    except OSError as error:
+        typer.echo(f"Restore failed: {error}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"Restored from {path} (made {restored.manifest.created_at}):")
+    typer.echo(restored.manifest.summary())
+    if restored.migrated_to:
+        typer.echo(f"The schema was migrated from {restored.manifest.alembic_revision} to {restored.migrated_to}.")
 
 
 def main() -> None:

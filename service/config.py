@@ -5,6 +5,7 @@ import os
 import secrets
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -52,6 +53,7 @@ class Settings(BaseSettings):
     pdf_render_workers: int = Field(default=2, ge=1)
     pdf_render_memory_mb: int = Field(default=2048, ge=0)  # the address space a render worker may use; 0: no limit
     pdf_render_nice: int = Field(default=10, ge=0, le=19)  # render workers' CPU priority below the web's
+    pdf_render_idle: bool = True  # render workers in Linux's SCHED_IDLE class: only CPU nobody else wants
     pdf_warm_up: bool = True  # start the render workers with the app: the first document does not wait
 
     session_hours: int = 12
@@ -87,6 +89,27 @@ class Settings(BaseSettings):
     attachment_max_mb: float = Field(default=10, gt=0)
     sitrep_recipients: str = ""
     sitrep_hour: int = Field(default=7, ge=0, le=23)
+
+    # Limits (service/limits.py). The largest request body, comfortably above the largest upload (a PDF to
+    # /verify, 25 MB). Logins and anonymous uploads per client address in any window of this many seconds
+    # (0: no limit; counted per process, so nginx's limit_req holds the total for several). How long the app
+    # waits on the database before answering 503: a PostgreSQL statement and lock wait (0: no limit), a free
+    # connection in the pool, SQLite's write lock (`accord` commands and migrations keep no limit).
+    max_body_mb: float = Field(default=32, gt=0)
+    login_rate_limit: int = Field(default=30, ge=0)
+    public_write_rate_limit: int = Field(default=30, ge=0)
+    rate_limit_window_seconds: float = Field(default=60, gt=0)
+    db_statement_timeout_seconds: float = Field(default=15, ge=0)
+    db_lock_timeout_seconds: float = Field(default=10, ge=0)
+    db_pool_timeout_seconds: float = Field(default=10, gt=0)
+    sqlite_write_wait_seconds: float = Field(default=30, gt=0)
+
+    # Operations (service/observability.py): log lines as readable `text` or, for a log collector, one `json`
+    # object per line, from this level up. Who may read /metrics: with this bearer token when one is set,
+    # otherwise only a client on this host (loopback).
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    metrics_token: str = ""
 
     @cached_property
     def effective_database_url(self) -> str:

@@ -17,7 +17,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel
 
-from service.config import PROJECT_ROOT
+from service.config import PROJECT_ROOT, settings
 
 SQLModel.metadata.naming_convention = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -86,14 +86,39 @@ class DatabaseBusy(RuntimeError):
     """No write slot on the SQLite database in time."""
 
 
-def create_db_engine(url: str) -> Engine:
-    """An engine for `url`; SQLite gets WAL, foreign keys, a busy timeout and explicit BEGINs."""
+def _postgresql_timeouts(url: str) -> dict[str, Any]:
+    """libpq start-up options giving every connection the statement and lock timeouts (any in the URL win)."""
+    options = [
+        f"-c {name}={round(seconds * 1000)}"
+        for name, seconds in (
+            ("statement_timeout", settings.db_statement_timeout_seconds),
+            ("lock_timeout", settings.db_lock_timeout_seconds),
+        )
+        if seconds > 0
+    ]
+    given = sa.engine.make_url(url).query.get("options")
+    options += [given] if isinstance(given, str) else list(given or ())
+    return {"options": " ".join(options)} if options else {}
+
+
+def create_db_engine(url: str, *, timeouts: bool = False) -> Engine:
+    """An engine for `url`; SQLite gets WAL, foreign keys, a busy timeout and explicit BEGINs.
+
+    With `timeouts` (the app's engine; not migrations' or commands', whose work may rightly take long) a
+    statement, a lock wait, a wait for a pooled connection and a wait for SQLite's write lock are cut short
+    as the settings say, and `service.limits` answers those requests 503.
+    """
+    pool = {"pool_timeout": settings.db_pool_timeout_seconds} if timeouts else {}
     if not url.startswith("sqlite"):
-        return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+        connect_args = _postgresql_timeouts(url) if timeouts else {}
+        return sa.create_engine(
+            url, pool_pre_ping=True, pool_size=10, max_overflow=20, connect_args=connect_args, **pool
+        )
     path = sa.engine.make_url(url).database
     if path and path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-    engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+    write_wait = settings.sqlite_write_wait_seconds if timeouts else SQLITE_WRITE_WAIT_SECONDS
+    engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": write_wait}, **pool)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -102,7 +127,7 @@ def create_db_engine(url: str) -> Engine:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={round(write_wait * 1000)}")
         cursor.close()
 
     # Writers of this process queue on a lock, in order, instead of in SQLite's busy handler, which
@@ -118,8 +143,8 @@ def create_db_engine(url: str) -> Engine:
         if not conn.get_execution_options().get("accord_write"):
             conn.exec_driver_sql("BEGIN")
             return
-        if not writers.acquire(timeout=SQLITE_WRITE_WAIT_SECONDS):
-            raise DatabaseBusy(f"No write slot on the SQLite database within {SQLITE_WRITE_WAIT_SECONDS} s.")
+        if not writers.acquire(timeout=write_wait):
+            raise DatabaseBusy(f"No write slot on the SQLite database within {write_wait:g} s.")
         conn.connection.info["accord_writer"] = True
         try:
             conn.exec_driver_sql("BEGIN IMMEDIATE")

@@ -301,7 +301,7 @@ def _load_emergency(session: Session, coordinator: User) -> None:
 
     def pledge(need, org, quantity, hours):
         return logistics.create_pledge(
-            session=session, actor=coordinator, need=need, organisation=org,
+            session=session, actor=coordinator, need_id=need.id, organisation=org,
             data=PledgeCreate(quantity=quantity, deliver_by=now + timedelta(hours=hours)),
         )  # fmt: skip
 

@@ -1,9 +1,11 @@
 """Business errors: each carries its HTTP status and a message a person can act on."""
 
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 
 class Label(str):
@@ -91,3 +93,26 @@ def domain_error_json(request: Request, exc: DomainError) -> JSONResponse:
     if isinstance(exc, NotAuthenticated):
         headers = {"WWW-Authenticate": "Bearer"}
     return JSONResponse(body, status_code=exc.status_code, headers=headers)
+
+
+class FieldError(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ErrorBody(BaseModel):
+    """Every API error's body: a message, or on 422 a message per field (some errors add a key, as `remaining`)."""
+
+    detail: str | list[FieldError]
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` declaring these error statuses with the body they answer."""
+    return {code: {"model": ErrorBody, "description": HTTPStatus(code).phrase} for code in codes}
+
+
+# What a route behind a login may answer besides its success: a body that is not JSON, no or a dead token, a
+# role or organisation that may not, no such object, a state that does not allow it, a body over the size
+# limit, invalid input.
+API_ERRORS = error_responses(400, 401, 403, 404, 409, 413, 422)

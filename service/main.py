@@ -17,7 +17,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.engine import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service import audit_api, audit_pages, pdf, site
+from service import audit_api, audit_pages, limits, observability, pdf, site
 from service.bulletins import api as bulletins_api
 from service.bulletins import mirror as public_mirror
 from service.bulletins import pages as bulletins_pages
@@ -78,7 +78,7 @@ def _rebuild_mirror(engine: Engine) -> None:
 
 def create_app(engine: Engine | None = None, *, run_scheduler: bool | None = None) -> FastAPI:
     """The application on `engine` (by default the configured database), refusing an unmigrated one."""
-    engine = engine or create_db_engine(settings.effective_database_url)
+    engine = engine or create_db_engine(settings.effective_database_url, timeouts=True)
     check_migrated(engine)
     problems = _memorandum_template_problems()
     if problems:  # a signed document must never come out with a blank where a variable should be
@@ -115,10 +115,13 @@ def create_app(engine: Engine | None = None, *, run_scheduler: bool | None = Non
         "prefixes": bulletins_public.PREFIXES,
         "exact": bulletins_public.EXACT_PATHS + consultations_public.EXACT_PATHS,
     }
+    limits.install(app)  # innermost: its 413 page gets the security headers; the 503 handler for slow queries
     app.add_middleware(GZipExceptPublic, minimum_size=2048, compresslevel=5, **public_paths)
     app.add_middleware(SecurityHeaders)
     # Outermost: a hit costs no other middleware (its answer carries the same security headers).
     app.add_middleware(PublicFastPath, **public_paths)
+    # Outside even that: every request, a cached page's too, gets its id and is counted (keep it outermost).
+    app.add_middleware(observability.RequestObservability)
     app.state.scheduler = runner
 
     for router in (
@@ -130,6 +133,7 @@ def create_app(engine: Engine | None = None, *, run_scheduler: bool | None = Non
         consultations_pages.router, consultations_portal.router,
     ):  # fmt: skip
         app.include_router(router)
+    app.include_router(observability.router)  # /readyz and /metrics, kept out of the API's schema
     app.mount("/static", StaticFiles(directory=TEMPLATES_DIR / "static"), name="static")
 
     @app.get("/healthz", include_in_schema=False)

@@ -23,7 +23,10 @@ PAGE_CSP = (
 )
 # Paths that never show a form needing a token: no CSRF cookie is made for them (the public pages
 # are cached, so a cookie there could be handed by a shared cache to many visitors).
-WITHOUT_FORMS = ("/api/", "/static/", "/healthz", "/verify", "/updates/", "/fact-checks", "/feeds/", "/decisions")
+WITHOUT_FORMS = (
+    "/api/", "/static/", "/healthz", "/readyz", "/metrics", "/verify", "/updates/", "/fact-checks", "/feeds/",
+    "/decisions",
+)  # fmt: skip
 # The public home likewise (a prefix of every path, so it is matched whole).
 PUBLIC_HOME = "/"
 # FastAPI's own API documentation pages load their script from a CDN: no page CSP there.

@@ -286,6 +286,12 @@ def _serve_jobs(conn: Connection, memory_mb: int) -> None:
     _limit_memory(memory_mb)
     # Renders yield the CPU to the web process: a page or a pledge waits less, a PDF takes a little longer.
     os.nice(settings.pdf_render_nice)
+    if settings.pdf_render_idle and hasattr(os, "SCHED_IDLE"):
+        # Linux's idle class goes further than any nice level: a waking web process takes the CPU from a
+        # render at once instead of at the end of the render's time slice. A render still runs whenever a
+        # core has nothing else to do, which on a server answering requests is most of the time.
+        with contextlib.suppress(OSError):
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     collector = _LogCollector()
     logging.getLogger().addHandler(collector)
     logging.getLogger().setLevel(logging.WARNING)

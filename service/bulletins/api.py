@@ -27,9 +27,11 @@ from service.bulletins.models import (
 )
 from service.config import settings
 from service.db import Id, SessionDep
+from service.errors import API_ERRORS
+from service.limits import ListWindow
 from service.pagination import Page, PageDep
 
-router = APIRouter(prefix="/api/v1", tags=["public updates"])
+router = APIRouter(prefix="/api/v1", tags=["public updates"], responses=API_ERRORS)
 
 
 # --- bulletins -------------------------------------------------------------------------------------------
@@ -106,10 +108,10 @@ def correct_bulletin(
 
 
 @router.get("/bulletins/{bulletin_id}/revisions", response_model=list[RevisionPublic])
-def bulletin_revisions(bulletin_id: Id, user: CommunicationsUser, session: SessionDep) -> list:
-    """What the public saw: revision 1 (the publication) and each correction."""
+def bulletin_revisions(bulletin_id: Id, user: CommunicationsUser, session: SessionDep, window: ListWindow) -> list:
+    """What the public saw: revision 1 (the publication) and each correction (`limit` of them, 500 at most)."""
     service.get(session=session, bulletin_id=bulletin_id)
-    return service.revisions(session=session, bulletin_id=bulletin_id)
+    return service.revisions(session=session, bulletin_id=bulletin_id, limit=window.limit, offset=window.offset)
 
 
 @router.post("/bulletins/{bulletin_id}/retract", response_model=BulletinPublic)

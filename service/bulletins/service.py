@@ -260,13 +260,17 @@ def _move(session: Session, actor: User, bulletin: Bulletin, status: BulletinSta
     return bulletin
 
 
-def revisions(*, session: Session, bulletin_id: int) -> list[BulletinRevision]:
+def revisions(
+    *, session: Session, bulletin_id: int, limit: int | None = None, offset: int = 0
+) -> list[BulletinRevision]:
     """What the public saw, revision 1 first."""
     return list(
         session.exec(
             select(BulletinRevision)
             .where(BulletinRevision.bulletin_id == bulletin_id)
             .order_by(BulletinRevision.number)
+            .offset(offset)
+            .limit(limit)
         )
     )
 

@@ -26,12 +26,13 @@ from service.consultations.models import (
     SubmissionPublic,
 )
 from service.db import Id, SessionDep, request_session
-from service.errors import Forbidden, NotFound
+from service.errors import API_ERRORS, Forbidden, NotFound
 from service.i18n import N_
+from service.limits import ListWindow
 from service.pagination import Page, PageDep
 from service.users.models import Role, User
 
-router = APIRouter(prefix="/api/v1", tags=["consultations"])
+router = APIRouter(prefix="/api/v1", tags=["consultations"], responses=API_ERRORS)
 
 
 def coordinates(user: User) -> bool:
@@ -118,11 +119,17 @@ def close_consultation(consultation_id: Id, user: CoordinatorUser, session: Sess
 
 
 @router.get("/consultations/{consultation_id}/submissions", response_model=list[SubmissionPublic])
-def list_submissions(consultation_id: Id, user: CurrentUser, session: SessionDep) -> list:
-    """All submissions for staff; a partner user gets only their own organisation's."""
+def list_submissions(consultation_id: Id, user: CurrentUser, session: SessionDep, window: ListWindow) -> list:
+    """All submissions for staff (`limit` of them, 500 at most); a partner user gets only their own organisation's."""
     consultation = visible(session, user, consultation_id)
     organisation_id = None if coordinates(user) else user.organisation_id
-    return service.submissions(session=session, consultation_id=consultation.id, organisation_id=organisation_id)
+    return service.submissions(
+        session=session,
+        consultation_id=consultation.id,
+        organisation_id=organisation_id,
+        limit=window.limit,
+        offset=window.offset,
+    )
 
 
 @router.post(

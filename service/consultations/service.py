@@ -132,11 +132,18 @@ def list_consultations(
     return list(items), total
 
 
-def submissions(*, session: Session, consultation_id: int, organisation_id: int | None = None) -> list[Submission]:
+def submissions(
+    *,
+    session: Session,
+    consultation_id: int,
+    organisation_id: int | None = None,
+    limit: int | None = None,
+    offset: int = 0,
+) -> list[Submission]:
     query = select(Submission).where(Submission.consultation_id == consultation_id)
     if organisation_id is not None:
         query = query.where(Submission.organisation_id == organisation_id)
-    return list(session.exec(query.order_by(Submission.submitted_at, Submission.id)))
+    return list(session.exec(query.order_by(Submission.submitted_at, Submission.id).offset(offset).limit(limit)))
 
 
 def get_submission(*, session: Session, consultation_id: int, submission_id: int) -> Submission:

@@ -23,7 +23,6 @@ from service.emergencies.deps import (
     VisiblePledge,
     coordinates,
     partner_organisation,
-    visible_need,
 )
 from service.emergencies.models import (
     AcceptBody,
@@ -49,14 +48,15 @@ from service.emergencies.models import (
     ReceiptCreate,
     ReceiptPublic,
 )
-from service.errors import Forbidden, Invalid
+from service.errors import API_ERRORS, Forbidden, Invalid
 from service.i18n import N_
+from service.limits import ListWindow
 from service.pagination import Page, PageDep
 from service.partners.models import Organisation
 from service.users.models import User
 from service.web import csv_download
 
-router = APIRouter(prefix="/api/v1", tags=["emergencies"])
+router = APIRouter(prefix="/api/v1", tags=["emergencies"], responses=API_ERRORS)
 
 
 def need_public(need: Need, coverage: NeedCoverage) -> NeedPublic:
@@ -147,13 +147,18 @@ def close_emergency(emergency: CoordinatedEmergency, user: CurrentUser, session:
 
 @router.get("/emergencies/{emergency_id}/needs", response_model=list[NeedPublic])
 def list_needs(
-    emergency: VisibleEmergency, user: CurrentUser, session: SessionDep, status: NeedStatus | None = None
+    emergency: VisibleEmergency,
+    user: CurrentUser,
+    session: SessionDep,
+    window: ListWindow,
+    status: NeedStatus | None = None,
 ) -> list[NeedPublic]:
-    """The emergency's needs by priority, with coverage. Partner users see the open ones."""
+    """The emergency's needs by priority, with coverage (`limit` of them, 500 at most). Partner users see the
+    open ones."""
     if not user.is_staff:
         status = NeedStatus.open
     needs = service.needs_of(session=session, emergency=emergency, statuses=(status,) if status else None)
-    views = service.needs_with_coverage(session=session, needs=needs)
+    views = service.needs_with_coverage(session=session, needs=needs)[window.offset : window.offset + window.limit]
     return [need_public(v.need, v.coverage) for v in views]
 
 
@@ -245,10 +250,16 @@ def cancel_need(data: ReasonBody, need: CoordinatedNeed, user: CurrentUser, sess
 
 
 @router.get("/needs/{need_id}/pledges", response_model=list[PledgePublic])
-def list_need_pledges(need: VisibleNeed, user: CurrentUser, session: SessionDep) -> list[PledgePublic]:
-    """The need's pledges: all of them for coordinators, a partner's own for a partner user."""
+def list_need_pledges(
+    need: VisibleNeed, user: CurrentUser, session: SessionDep, window: ListWindow
+) -> list[PledgePublic]:
+    """The need's pledges, the newest first (`limit` of them, 500 at most): all of them for coordinators, a
+    partner's own for a partner user."""
     organisation_id = None if coordinates(user) else partner_organisation(user, session).id
-    return pledges_public(session, service.pledges_of_need(session=session, need=need, organisation_id=organisation_id))
+    pledges = service.pledges_of_need(
+        session=session, need=need, organisation_id=organisation_id, limit=window.limit, offset=window.offset
+    )
+    return pledges_public(session, pledges)
 
 
 @router.post("/needs/{need_id}/pledges", status_code=status.HTTP_201_CREATED, response_model=PledgePublic)
@@ -261,9 +272,16 @@ async def pledge(need_id: Id, data: PledgeCreate, request: Request, session: Ses
 
 def _pledge(request: Request, session: Session, need_id: int, data: PledgeCreate) -> Response:
     user = logged_in_user(request, session)
-    need = visible_need(need_id, user, session)
     organisation = _acting_organisation(session, user, data.organisation_id)
-    created = service.create_pledge(session=session, actor=user, need=need, organisation=organisation, data=data)
+    # Whether a partner may see the need is checked with the need's lock, in the same query.
+    created = service.create_pledge(
+        session=session,
+        actor=user,
+        need_id=need_id,
+        organisation=organisation,
+        data=data,
+        only_open=not user.is_staff,
+    )
     # Nothing has arrived of a pledge made just now: no query (and, on SQLite, no second write transaction).
     answer = PledgePublic.model_validate(created, update={"delivered": Decimal(0), "overdue": False})
     return Response(answer.model_dump_json(), status.HTTP_201_CREATED, media_type="application/json")
@@ -322,9 +340,9 @@ def cancel_pledge(data: ReasonBody, pledge: CoordinatedPledge, user: CurrentUser
 
 
 @router.get("/pledges/{pledge_id}/receipts", response_model=list[ReceiptPublic])
-def list_receipts(pledge: VisiblePledge, session: SessionDep) -> list:
-    """What has arrived of the pledge."""
-    return service.receipts_of(session=session, pledge=pledge)
+def list_receipts(pledge: VisiblePledge, session: SessionDep, window: ListWindow) -> list:
+    """What has arrived of the pledge (`limit` receipts, 500 at most)."""
+    return service.receipts_of(session=session, pledge=pledge, limit=window.limit, offset=window.offset)
 
 
 @router.post("/pledges/{pledge_id}/receipts", status_code=status.HTTP_201_CREATED, response_model=ReceiptPublic)

@@ -92,6 +92,8 @@ def pledged_total(*, session: Session, need_id: int) -> Decimal:
 
 # Built once: every pledge and acceptance asks it, under the need's lock.
 _PLEDGED_TOTAL = select(_sum()).where(Pledge.need_id == sa.bindparam("need_id"))
+# The same, as a column of a query over needs.
+PLEDGED_OF_NEED = sa.select(_sum()).where(Pledge.need_id == Need.id).scalar_subquery()
 
 
 def delivered_by_pledge(*, session: Session, pledge_ids: Iterable[int]) -> dict[int, Decimal]:

@@ -12,16 +12,16 @@ from sqlalchemy import bindparam
 from sqlalchemy.orm import lazyload
 from sqlmodel import Session, select
 
-from service.auth import CurrentUser
+from service.auth import LOADED_ORGANISATION, CurrentUser
 from service.db import Id, SessionDep
 from service.emergencies.models import Emergency, EmergencyStatus, Need, NeedStatus, Offer, Pledge
+from service.emergencies.service import NO_SUCH_NEED
 from service.errors import Forbidden, NotFound
 from service.i18n import N_
 from service.partners.models import Organisation
 from service.users.models import Role, User
 
 NO_SUCH_EMERGENCY = N_("There is no emergency with this id.")
-NO_SUCH_NEED = N_("There is no need with this id.")
 NO_SUCH_PLEDGE = N_("There is no pledge with this id.")
 NO_SUCH_OFFER = N_("There is no offer with this id.")
 
@@ -35,16 +35,14 @@ def partner_organisation(user: User, session: Session) -> Organisation:
     if not user.has_role(Role.partner) or user.organisation_id is None:
         raise Forbidden(N_("Your role does not allow this."))
     # The session's identity map holds a row only while something refers to it, so a route that checks
-    # the organisation in a dependency and uses it again in its body would load it twice; it is kept here
-    # for the session's life instead. Its sectors load when read, not with every pledge.
-    kept = session.info.get(_PARTNER_ORGANISATION)
+    # the organisation in a dependency and uses it again in its body would load it twice; it is kept for
+    # the session's life instead (the login's lookup by token already loaded it). Its sectors load when
+    # read, not with every pledge.
+    kept = session.info.get(LOADED_ORGANISATION)
     if kept is None or kept not in session or kept.id != user.organisation_id:
         kept = session.get(Organisation, user.organisation_id, options=[lazyload(Organisation.sector_rows)])
-        session.info[_PARTNER_ORGANISATION] = kept
+        session.info[LOADED_ORGANISATION] = kept
     return kept
-
-
-_PARTNER_ORGANISATION = "accord_partner_organisation"
 
 
 def visible_emergency(emergency_id: Id, user: CurrentUser, session: SessionDep) -> Emergency:

@@ -150,7 +150,7 @@ def pledge(
     status_code = 422
     if data is not None:
         try:
-            created = service.create_pledge(session=session, actor=user, need=need, organisation=org, data=data)
+            created = service.create_pledge(session=session, actor=user, need_id=need.id, organisation=org, data=data)
         except DomainError as error:
             session.rollback()  # let go of the need's lock before the page is read again
             # Too much for what is left is the quantity's fault: the message goes beside that field.

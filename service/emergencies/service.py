@@ -17,7 +17,13 @@ from sqlmodel import Session, col, select
 from service import audit
 from service.bulletins import changes as public
 from service.db import utcnow
-from service.emergencies.coverage import NeedCoverage, coverage_for, delivered_by_pledge, pledged_total
+from service.emergencies.coverage import (
+    PLEDGED_OF_NEED,
+    NeedCoverage,
+    coverage_for,
+    delivered_by_pledge,
+    pledged_total,
+)
 from service.emergencies.models import (
     PRIORITY_ORDER,
     UNIT_LABELS,
@@ -42,11 +48,13 @@ from service.emergencies.models import (
     ReceiptCreate,
     Unit,
 )
-from service.errors import Conflict, Invalid, Label
+from service.errors import Conflict, Invalid, Label, NotFound
 from service.i18n import N_, format_datetime, format_number, gettext_in
 from service.notifications import service as notifications
 from service.partners.models import Organisation, VerificationStatus
 from service.users.models import Role, User
+
+NO_SUCH_NEED = N_("There is no need with this id.")
 
 Locked = TypeVar("Locked", Need, Pledge, Offer)
 # A clock a few minutes fast on a partner's system is not an error; a deadline an hour ago is.
@@ -196,15 +204,27 @@ def _lock_need(session: Session, need_id: int) -> Need:
     return _lock_row(session, Need, need_id)
 
 
-def _lock_need_to_pledge(session: Session, need_id: int) -> tuple[Need, EmergencyStatus]:
-    """The need under its row lock, with its emergency's status read in the same statement."""
-    return session.exec(
-        select(Need, Emergency.status)
-        .join(Emergency, Emergency.id == Need.emergency_id)
-        .where(Need.id == need_id)
-        .with_for_update(of=Need)
-        .execution_options(populate_existing=True)
-    ).one()
+def _lock_need_to_pledge(session: Session, need_id: int) -> tuple[Need, EmergencyStatus, Decimal] | None:
+    """The need under its row lock, its emergency's status and its live pledged total.
+
+    On SQLite, whose write lock a writer holds from its first statement, all three come in one query. On
+    PostgreSQL the total is read after the row lock is granted: a subquery in the locking statement would
+    count the pledges as they were before another transaction's, which it waited for, committed."""
+    if session.get_bind().dialect.name == "sqlite":
+        return session.exec(_NEED_TO_PLEDGE_WITH_TOTAL, params={"need_id": need_id}).first()
+    row = session.exec(_NEED_TO_PLEDGE, params={"need_id": need_id}).first()
+    return None if row is None else (*row, pledged_total(session=session, need_id=need_id))
+
+
+# Built once: every pledge asks one of them.
+_NEED_TO_PLEDGE = (
+    select(Need, Emergency.status)
+    .join(Emergency, Emergency.id == Need.emergency_id)
+    .where(Need.id == sa.bindparam("need_id"))
+    .with_for_update(of=Need)
+    .execution_options(populate_existing=True)
+)
+_NEED_TO_PLEDGE_WITH_TOTAL = _NEED_TO_PLEDGE.add_columns(PLEDGED_OF_NEED)
 
 
 def _lock_pledge(session: Session, pledge_id: int) -> Pledge:
@@ -358,16 +378,29 @@ def _check_pledgeable(need: Need, emergency_status: EmergencyStatus, organisatio
 
 
 def create_pledge(
-    *, session: Session, actor: User, need: Need, organisation: Organisation, data: PledgeCreate
+    *,
+    session: Session,
+    actor: User,
+    need_id: int,
+    organisation: Organisation,
+    data: PledgeCreate,
+    only_open: bool = False,
 ) -> Pledge:
-    """Records an organisation's pledge against an open need, if it fits what is still open."""
+    """Records an organisation's pledge against an open need, if it fits what is still open.
+
+    `only_open`: a need that is not open to pledges, or whose emergency is over, is not there at all (404),
+    as a partner user sees it; otherwise it is a 409 saying why."""
     _check_future(data.deliver_by, "deliver_by")
     if data.available_from is not None and data.available_from > data.deliver_by:
         raise Invalid(N_("Available from must be before deliver by."), field="available_from")
-    need, emergency_status = _lock_need_to_pledge(session, need.id)
+    locked = _lock_need_to_pledge(session, need_id)
+    if locked is None or (only_open and (locked[0].status, locked[1]) != (NeedStatus.open, EmergencyStatus.active)):
+        raise NotFound(NO_SUCH_NEED)
+    need, emergency_status, pledged = locked
     _check_pledgeable(need, emergency_status, organisation)
     _check_whole(need.unit, data.quantity)
-    _fits(session, need, data.quantity)
+    if data.quantity > need.quantity - pledged:
+        raise PledgeExceedsNeed(need, need.quantity - pledged, data.quantity)
     pledge = Pledge(
         **data.model_dump(exclude={"organisation_id"}),
         need_id=need.id,
@@ -494,19 +527,20 @@ def record_receipt(*, session: Session, actor: User, pledge: Pledge, data: Recei
     return receipt
 
 
-def receipts_of(*, session: Session, pledge: Pledge) -> list[Receipt]:
+def receipts_of(*, session: Session, pledge: Pledge, limit: int | None = None, offset: int = 0) -> list[Receipt]:
     """The receipts of a pledge, in the order things arrived."""
-    return list(
-        session.exec(select(Receipt).where(Receipt.pledge_id == pledge.id).order_by(Receipt.received_at, Receipt.id))
-    )
+    query = select(Receipt).where(Receipt.pledge_id == pledge.id).order_by(Receipt.received_at, Receipt.id)
+    return list(session.exec(query.offset(offset).limit(limit)))
 
 
-def pledges_of_need(*, session: Session, need: Need, organisation_id: int | None = None) -> list[Pledge]:
+def pledges_of_need(
+    *, session: Session, need: Need, organisation_id: int | None = None, limit: int | None = None, offset: int = 0
+) -> list[Pledge]:
     """A need's pledges (only one organisation's, when given), the newest first."""
     query = select(Pledge).where(Pledge.need_id == need.id)
     if organisation_id is not None:
         query = query.where(Pledge.organisation_id == organisation_id)
-    return list(session.exec(query.order_by(col(Pledge.id).desc())))
+    return list(session.exec(query.order_by(col(Pledge.id).desc()).offset(offset).limit(limit)))
 
 
 def list_pledges(
@@ -619,12 +653,13 @@ def convert_offer(*, session: Session, actor: User, offer: Offer, data: OfferCon
     quantity = data.quantity if data.quantity is not None else offer.quantity
     if quantity > offer.quantity:
         raise Invalid(N_("You cannot accept more than was offered."), field="quantity")
-    need, emergency_status = _lock_need_to_pledge(session, need.id)
+    need, emergency_status, pledged = _lock_need_to_pledge(session, need.id)
     offer = _lock_row(session, Offer, offer.id)  # two staff converting one offer make one pledge
     _require(offer.status == OfferStatus.offered, N_("This offer was already dealt with."))
     _check_pledgeable(need, emergency_status, session.get(Organisation, offer.organisation_id))
     _check_whole(need.unit, quantity)
-    _fits(session, need, quantity)
+    if quantity > need.quantity - pledged:
+        raise PledgeExceedsNeed(need, need.quantity - pledged, quantity)
     now = utcnow()
     pledge = Pledge(
         need_id=need.id,

@@ -66,7 +66,7 @@ from service.emergencies.models import (
     Receipt,
     Unit,
 )
-from service.errors import NotFound
+from service.errors import API_ERRORS, NotFound
 from service.i18n import (
     N_,
     babel_locale,
@@ -828,7 +828,12 @@ def _pdf_response(report: SituationReport, session: Session) -> Response:
     )
 
 
-@router.get("/api/v1/emergencies/{emergency_id}/sitrep", response_model=SituationReport, tags=["emergencies"])
+@router.get(
+    "/api/v1/emergencies/{emergency_id}/sitrep",
+    response_model=SituationReport,
+    responses=API_ERRORS,
+    tags=["emergencies"],
+)
 def sitrep(
     request: Request, emergency: ReportedEmergency, session: SessionDep, from_: FromParam = None, to: ToParam = None
 ) -> SituationReport:
@@ -838,7 +843,7 @@ def sitrep(
     return build(session=session, emergency=emergency, since=since, until=until, language=language_of(request))
 
 
-PDF_RESPONSES = {200: {"content": {"application/pdf": {}}, "description": "The report as PDF."}}
+PDF_RESPONSES = {200: {"content": {"application/pdf": {}}, "description": "The report as PDF."}, **API_ERRORS}
 
 
 @router.get(

@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from service.auth import CoordinatorUser, CurrentUser
 from service.db import Id, SessionDep, request_session, session_scope
-from service.errors import Conflict, Forbidden, Invalid, NotFound
+from service.errors import API_ERRORS, Conflict, Forbidden, Invalid, NotFound
 from service.i18n import N_, gettext_for, language_of
 from service.memoranda import archive, documents, flows, service
 from service.memoranda.deps import (
@@ -39,7 +39,7 @@ from service.memoranda.models import (
 from service.pagination import Page, PageDep
 from service.users.models import Role, User
 
-router = APIRouter(prefix="/api/v1", tags=["memoranda"])
+router = APIRouter(prefix="/api/v1", tags=["memoranda"], responses=API_ERRORS)
 MAX_SCAN_BYTES = 20 * 1024 * 1024
 
 

@@ -21,9 +21,10 @@ from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from service import pdf
+from service import limits, pdf
 from service.config import settings
 from service.db import SessionDep, request_session
+from service.errors import TooManyAttempts
 from service.i18n import N_, format_date, format_datetime, format_number, language_of, normalise_language, translations
 from service.memoranda import archive, service
 from service.memoranda.models import AWAITING_SIGNATURES, KIND_LABELS, Memorandum, MemorandumStatus
@@ -267,11 +268,12 @@ def codes_in_pdf(data: bytes) -> list[str]:
     return found[:CODES_TRIED]
 
 
-def _refused(request: Request, message: str, status_code: int) -> Response:
-    gettext = translations(reader_language(request)).gettext
+def _refused(request: Request, message: str, status_code: int, **params: Any) -> Response:
+    text = translations(reader_language(request)).gettext(message)
+    text = text.format(**params) if params else text
     if wants_json(request):
-        return _json({"genuine": False, "detail": gettext(message)}, status_code)
-    return _page(request, "public/verify.html", {"errors": {"file": gettext(message)}}, status_code)
+        return _json({"genuine": False, "detail": text}, status_code)
+    return _page(request, "public/verify.html", {"errors": {"file": text}}, status_code)
 
 
 def _found(session: Session, digest: str) -> dict[str, Any] | None:
@@ -297,6 +299,12 @@ def _codes_bounded(data: bytes) -> list[str]:
 @router.post("/verify", response_class=HTMLResponse)
 async def verify_upload(request: Request) -> Response:
     """Whether an uploaded PDF is, byte for byte, the issued or the signed PDF of a memorandum."""
+    try:  # anyone may upload: past so many uploads from one address, the next waits (checked before reading)
+        limits.count_request(request, "public_write")
+    except TooManyAttempts as error:
+        refused = _refused(request, error.message, 429, seconds=error.retry_after)
+        refused.headers["Retry-After"] = str(error.retry_after)
+        return refused
     length = request.headers.get("content-length", "")
     if length.isdigit() and int(length) > MAX_UPLOAD_BYTES + 64 * 1024:
         return _refused(request, TOO_LARGE, 413)

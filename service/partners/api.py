@@ -6,8 +6,9 @@ from fastapi import APIRouter, Depends, Query, Response, status
 
 from service.auth import CoordinatorUser, CurrentUser
 from service.db import SessionDep
-from service.errors import Forbidden
+from service.errors import API_ERRORS, Forbidden
 from service.i18n import N_
+from service.limits import ListWindow
 from service.pagination import Page, PageDep
 from service.partners import service
 from service.partners.deps import StaffOrganisation, VisibleContact, VisibleOrganisation
@@ -28,7 +29,7 @@ from service.users import service as users
 from service.users.models import PartnerUserCreate, Role, UserCreate, UserPublic
 from service.web import csv_download
 
-router = APIRouter(prefix="/api/v1/partners", tags=["partners"])
+router = APIRouter(prefix="/api/v1/partners", tags=["partners"], responses=API_ERRORS)
 
 
 def _filters(
@@ -107,9 +108,9 @@ def suspend_partner(
 
 
 @router.get("/{organisation_id}/contacts", response_model=list[ContactPublic])
-def list_contacts(org: VisibleOrganisation) -> list:
-    """The organisation's contact people, the primary one first."""
-    return org.contacts
+def list_contacts(org: VisibleOrganisation, window: ListWindow) -> list:
+    """The organisation's contact people, the primary one first (`limit` of them, 500 at most)."""
+    return org.contacts[window.offset : window.offset + window.limit]
 
 
 @router.post("/{organisation_id}/contacts", status_code=status.HTTP_201_CREATED, response_model=ContactPublic)
@@ -132,9 +133,9 @@ def delete_contact(contact: VisibleContact, user: CurrentUser, session: SessionD
 
 
 @router.get("/{organisation_id}/users", response_model=list[UserPublic])
-def list_partner_users(org: StaffOrganisation, session: SessionDep) -> list:
-    """The logins of the organisation's representatives."""
-    return users.search(session=session, organisation_id=org.id, limit=500)[0]
+def list_partner_users(org: StaffOrganisation, session: SessionDep, window: ListWindow) -> list:
+    """The logins of the organisation's representatives (`limit` of them, 500 at most)."""
+    return users.search(session=session, organisation_id=org.id, limit=window.limit, offset=window.offset)[0]
 
 
 @router.post("/{organisation_id}/users", status_code=status.HTTP_201_CREATED, response_model=UserPublic)

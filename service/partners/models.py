@@ -76,11 +76,21 @@ VERIFICATION_LABELS = {
 Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)]
 LongText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=5000)]
 OrgName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=300)]
+PersonName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=200)]
 Phone = Annotated[str, StringConstraints(strip_whitespace=True, max_length=40, pattern=r"^[0-9+()\-./ ]*$")]
 RegistrationNumber = Annotated[str, AfterValidator(normalise_registration_number)]
 
 
-Website = Annotated[HttpUrl, UrlConstraints(max_length=300, allowed_schemes=["http", "https"])]
+def _storable_url(url: HttpUrl) -> HttpUrl:
+    # The limit applies to the normalised address that is stored (a trailing slash, an IDN in punycode).
+    if len(str(url)) > 300:
+        raise ValueError("The address is too long: at most 300 characters.")
+    return url
+
+
+Website = Annotated[
+    HttpUrl, UrlConstraints(max_length=300, allowed_schemes=["http", "https"]), AfterValidator(_storable_url)
+]
 
 
 class OrganisationSector(SQLModel, table=True):
@@ -210,7 +220,7 @@ class Contact(ContactBase, table=True):
 class ContactCreate(SQLModel):
     model_config = ConfigDict(extra="forbid")
 
-    full_name: OrgName
+    full_name: PersonName
     role: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] = ""
     phone: Phone | None = None
     email: EmailStr | None = None
@@ -221,7 +231,7 @@ class ContactCreate(SQLModel):
 class ContactUpdate(SQLModel):
     model_config = ConfigDict(extra="forbid")
 
-    full_name: OrgName | None = None
+    full_name: PersonName | None = None
     role: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = None
     phone: Phone | None = None
     email: EmailStr | None = None

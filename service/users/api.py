@@ -6,17 +6,18 @@ from fastapi import APIRouter, Depends, status
 from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import BaseModel
 
+from service import limits
 from service.auth import AdminUser, CurrentUser, authenticate, issue_token
 from service.config import settings
 from service.db import Id, SessionDep
-from service.errors import NotFound
+from service.errors import API_ERRORS, NotFound, error_responses
 from service.i18n import N_
 from service.pagination import Page, PageDep
 from service.users import service
 from service.users.models import User, UserCreate, UserPublic, UserUpdate
 
-auth_router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
-router = APIRouter(prefix="/api/v1/users", tags=["users"])
+auth_router = APIRouter(prefix="/api/v1/auth", tags=["auth"], responses=error_responses(400, 401, 413, 422, 429))
+router = APIRouter(prefix="/api/v1/users", tags=["users"], responses=API_ERRORS)
 
 
 class Token(BaseModel):
@@ -25,9 +26,10 @@ class Token(BaseModel):
     expires_in: int
 
 
-@auth_router.post("/token", response_model=Token)
+@auth_router.post("/token", response_model=Token, dependencies=[Depends(limits.login_rate)])
 def login_for_token(form: Annotated[OAuth2PasswordRequestForm, Depends()], session: SessionDep) -> Token:
-    """OAuth2 password flow: `username` is the e-mail. Repeated failures are slowed down, then locked out."""
+    """OAuth2 password flow: `username` is the e-mail. Repeated failures are slowed down, then locked out;
+    too many attempts from one address, whatever the accounts, are refused for a while (429)."""
     user = authenticate(session=session, email=form.username, password=form.password)
     token = issue_token(session=session, user=user, kind="api")
     return Token(access_token=token, expires_in=settings.token_hours * 3600)

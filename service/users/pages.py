@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, Query, Request, Response
 from fastapi.responses import HTMLResponse
 
+from service import limits
 from service.auth import (
     SESSION_COOKIE,
     AdminUser,
@@ -49,6 +50,7 @@ def login(
     next: Annotated[str, Form(max_length=500)] = "",
 ) -> Response:
     try:
+        limits.count_request(request, "login")  # per address, on top of the per-account slowdown
         user = authenticate(session=session, email=email, password=password)
     except (NotAuthenticated, TooManyAttempts) as error:
         status = 429 if isinstance(error, TooManyAttempts) else 401

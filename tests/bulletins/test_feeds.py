@@ -5,6 +5,7 @@ from datetime import date, datetime
 from html.parser import HTMLParser
 from urllib.parse import urlsplit
 from xml.etree import ElementTree as ET
+from zoneinfo import ZoneInfo
 
 import feedparser
 from pyld import jsonld
@@ -224,7 +225,8 @@ def check_review(node: dict, *, rumour: dict, update: dict, language: str) -> No
     author = value(node, "author")
     assert value(author, "name") == (settings.municipality_name if language == "bg" else settings.municipality_name_en)
     assert f"{SCHEMA}Organization" in author["@type"]
-    published = datetime.fromisoformat(update["published_at"]).date()
+    # The municipality's own date: just after midnight in Sofia it is still yesterday in UTC.
+    published = datetime.fromisoformat(update["published_at"]).astimezone(ZoneInfo(settings.timezone)).date()
     assert date.fromisoformat(value(node, "datePublished")) == published
     claim = value(node, "itemReviewed")
     assert f"{SCHEMA}Claim" in claim["@type"]

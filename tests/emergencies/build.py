@@ -96,7 +96,7 @@ class Logistics:
         with self.session() as s:
             need, org = s.get(Need, need_id), s.get(Organisation, organisation_id)
             data = PledgeCreate(quantity=quantity, deliver_by=later(), **fields)
-            pledge = service.create_pledge(session=s, actor=self.actor, need=need, organisation=org, data=data)
+            pledge = service.create_pledge(session=s, actor=self.actor, need_id=need.id, organisation=org, data=data)
             if state in ("accepted", "in_transit", "partial", "delivered"):
                 body = AcceptBody(accepted_quantity=accepted)
                 service.accept(session=s, actor=self.actor, pledge=pledge, data=body)

@@ -54,7 +54,7 @@ def add_need(session: Session, actor, emergency: Emergency, **overrides) -> Need
 
 def pledge(session: Session, actor, need: Need, organisation, quantity: int, hours: int = 24) -> Pledge:
     data = PledgeCreate(quantity=quantity, deliver_by=utcnow() + timedelta(hours=hours))
-    return service.create_pledge(session=session, actor=actor, need=need, organisation=organisation, data=data)
+    return service.create_pledge(session=session, actor=actor, need_id=need.id, organisation=organisation, data=data)
 
 
 def need_form(need: Need) -> dict[str, str]:

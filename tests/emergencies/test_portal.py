@@ -51,7 +51,7 @@ def add_need(session: Session, actor: User, emergency: Emergency, *, open_now: b
 
 def pledge_on(session: Session, actor: User, need: Need, org: Organisation, quantity: int) -> Pledge:
     data = PledgeCreate(quantity=Decimal(quantity), deliver_by=utcnow() + timedelta(days=1))
-    return service.create_pledge(session=session, actor=actor, need=need, organisation=org, data=data)
+    return service.create_pledge(session=session, actor=actor, need_id=need.id, organisation=org, data=data)
 
 
 def local_in(days: int) -> str:
