@@ -1,6 +1,6 @@
 """What the deployment tests share: app processes started and killed as a service manager would, the
 production nginx configuration (`bench/nginx-app.conf`) filled in, who holds the scheduler's leader lock,
-requests raced from threads, and which outbox messages the SMTP server received.
+and which outbox messages the SMTP server received.
 """
 
 import contextlib
@@ -10,7 +10,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -18,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-import httpx
 import sqlalchemy as sa
 
 from service.scheduler import _LEADER_LOCK_KEY
@@ -197,31 +195,6 @@ def scheduler_leaders(engine, apps: list[AppProcess]) -> list[AppProcess | None]
 
 
 # --- requests and e-mail ---------------------------------------------------------------------------------
-
-
-def race(base_url: str, calls: list[tuple[str, str, dict, dict | None]]) -> list[httpx.Response]:
-    """Sends every (method, path, headers, json) call from its own thread on its own warm connection,
-    all released together."""
-    barrier = threading.Barrier(len(calls))
-    answers: list[httpx.Response | BaseException | None] = [None] * len(calls)
-
-    def send(index: int, method: str, path: str, headers: dict, body: dict | None) -> None:
-        with httpx.Client(base_url=base_url, timeout=60) as client:
-            client.get("/healthz")
-            barrier.wait(30)
-            try:
-                answers[index] = client.request(method, path, headers=headers, json=body)
-            except BaseException as error:
-                answers[index] = error
-
-    threads = [threading.Thread(target=send, args=(i, *call)) for i, call in enumerate(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(90)
-    failed = [a for a in answers if not isinstance(a, httpx.Response)]
-    assert not failed, failed[:3]
-    return answers  # type: ignore[return-value]
 
 
 def delivered(collector: Collector) -> Counter[int]:

@@ -38,11 +38,11 @@ from tests.deploy.harness import (
     app_site_config,
     delivered,
     launch,
-    race,
     ready,
     scheduler_leaders,
     wait_until,
 )
+from tests.emergencies.test_race import race  # every call from its own thread, all released at once
 from tests.factories import make_partner, make_user
 from tests.memoranda.build import create_body
 from tests.test_browser import in_database
