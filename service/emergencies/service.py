@@ -362,10 +362,14 @@ def _set_pledge_status(
     audit.record(session, actor=actor, action=f"pledge.{status.value}", entity=pledge, before=before)
 
 
-def _fits(session: Session, need: Need, adding: Decimal, replacing: Decimal = Decimal(0)) -> None:
-    """Refuses `adding` (in place of `replacing`, already counted) if the need would be over-committed."""
-    pledged = pledged_total(session=session, need_id=need.id) - replacing
-    remaining = need.quantity - pledged
+def _fits(
+    session: Session, need: Need, adding: Decimal, replacing: Decimal = Decimal(0), pledged: Decimal | None = None
+) -> None:
+    """Refuses `adding` (in place of `replacing`, already counted) if the need would be over-committed;
+    `pledged` is the need's live total when it was already read under the need's lock."""
+    if pledged is None:
+        pledged = pledged_total(session=session, need_id=need.id)
+    remaining = need.quantity - (pledged - replacing)
     if adding > remaining:
         raise PledgeExceedsNeed(need, remaining, adding)
 
@@ -399,8 +403,7 @@ def create_pledge(
     need, emergency_status, pledged = locked
     _check_pledgeable(need, emergency_status, organisation)
     _check_whole(need.unit, data.quantity)
-    if data.quantity > need.quantity - pledged:
-        raise PledgeExceedsNeed(need, need.quantity - pledged, data.quantity)
+    _fits(session, need, data.quantity, pledged=pledged)
     pledge = Pledge(
         **data.model_dump(exclude={"organisation_id"}),
         need_id=need.id,
@@ -658,8 +661,7 @@ def convert_offer(*, session: Session, actor: User, offer: Offer, data: OfferCon
     _require(offer.status == OfferStatus.offered, N_("This offer was already dealt with."))
     _check_pledgeable(need, emergency_status, session.get(Organisation, offer.organisation_id))
     _check_whole(need.unit, quantity)
-    if quantity > need.quantity - pledged:
-        raise PledgeExceedsNeed(need, need.quantity - pledged, quantity)
+    _fits(session, need, quantity, pledged=pledged)
     now = utcnow()
     pledge = Pledge(
         need_id=need.id,
