@@ -1,8 +1,11 @@
 """The append-only audit log: every change, chained row to row by SHA-256 so tampering shows.
 
-Service functions call `record()`; the rows are sealed when the session commits: the chain's head is
-locked (an advisory lock on PostgreSQL; SQLite's write lock, which every writing transaction takes at
-BEGIN), the pending entries are hashed onto it in order and inserted in the same transaction.
+Service functions call `record()`; the entries are sealed as the session commits, in the same
+transaction: the chain's head is locked, the entries are hashed onto it in order and inserted. On SQLite
+the app does it (its writer holds the database's write lock from BEGIN). On PostgreSQL the app inserts
+them into `audit_pending` and a deferred trigger seals them as the transaction commits (migration 0006):
+the chain's lock, which every writing transaction takes in turn, is then held inside the database only,
+never while a thread of the app waits for its turn to send COMMIT.
 """
 
 import hashlib
@@ -18,7 +21,6 @@ from service.db import UTCDateTime, utcnow
 
 GENESIS = "0" * 64
 _PENDING = "accord_audit_pending"
-_CHAIN_LOCK_KEY = 0x4143434F5244  # "ACCORD": the advisory lock that serialises the chain's head
 
 
 class AuditEntry(SQLModel, table=True):
@@ -35,6 +37,24 @@ class AuditEntry(SQLModel, table=True):
     after: str | None = Field(default=None, sa_type=sa.Text)
     prev_hash: str = Field(max_length=64)
     hash: str = Field(max_length=64, unique=True)
+
+
+class PendingAuditEntry(SQLModel, table=True):
+    """An entry on its way into the chain (PostgreSQL): inserted with the change, moved into `audit_entry`
+    with its hash by the trigger as the transaction commits, so no other transaction ever sees it here."""
+
+    __tablename__ = "audit_pending"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(sa_type=UTCDateTime)
+    actor_id: int | None = None
+    actor: str = Field(max_length=300)
+    action: str = Field(max_length=100)
+    entity: str = Field(max_length=100)
+    entity_id: int | None = None
+    before: str | None = Field(default=None, sa_type=sa.Text)
+    after: str | None = Field(default=None, sa_type=sa.Text)
+    unsealed: str = Field(sa_type=sa.Text)  # its canonical JSON up to the predecessor's hash
 
 
 class AuditEntryPublic(SQLModel):
@@ -99,9 +119,9 @@ def _actor_fields(actor: Any) -> tuple[int | None, str]:
     return actor.id, actor.email
 
 
-def _content_hash(row: dict[str, Any]) -> str:
+def _unsealed(row: dict[str, Any]) -> str:
+    """An entry's canonical JSON up to its predecessor's hash, which sorts last: '{...,"prev":"'."""
     content = {
-        "prev": row["prev_hash"],
         "at": row["at"].isoformat(timespec="microseconds"),
         "actor_id": row["actor_id"],
         "actor": row["actor"],
@@ -112,15 +132,20 @@ def _content_hash(row: dict[str, Any]) -> str:
         "after": row["after"],
     }
     canonical = json.dumps(content, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return canonical[:-1] + ',"prev":"'
+
+
+def _chained(unsealed: str, prev_hash: str) -> str:
+    """The SHA-256 of the entry's canonical JSON with its predecessor's hash (as the trigger accord_audit_seal does)."""
+    return hashlib.sha256(f'{unsealed}{prev_hash}"}}'.encode()).hexdigest()
 
 
 def entry_hash(entry: AuditEntry) -> str:
     """The SHA-256 of an entry's content and its predecessor's hash."""
-    return _content_hash({name: getattr(entry, name) for name in _HASHED})
+    return _chained(_unsealed({name: getattr(entry, name) for name in _HASHED}), entry.prev_hash)
 
 
-_HASHED = ("prev_hash", "at", "actor_id", "actor", "action", "entity", "entity_id", "before", "after")
+_HASHED = ("at", "actor_id", "actor", "action", "entity", "entity_id", "before", "after")
 
 
 def _dump(value: dict[str, Any] | None) -> str | None:
@@ -133,13 +158,25 @@ _TABLE = AuditEntry.__table__
 # Core statements, built once: every write in the service passes through here.
 _HEAD = sa.select(_TABLE.c.hash).order_by(_TABLE.c.id.desc()).limit(1)
 _INSERT = sa.insert(_TABLE)
-_CHAIN_LOCK = sa.text("SELECT pg_advisory_xact_lock(:key)")
+_PENDING_INSERT = sa.insert(PendingAuditEntry.__table__)
 
 
-def _lock_head(session: Session) -> str:
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(_CHAIN_LOCK, {"key": _CHAIN_LOCK_KEY})
-    return session.execute(_HEAD).scalar() or GENESIS
+def _entry_row(item: dict[str, Any]) -> dict[str, Any]:
+    entity = item["entity"]
+    after = item["after"]
+    if after is None and entity is not None and not sa.inspect(entity).was_deleted:
+        after = snapshot(entity)
+    actor_id, actor = _actor_fields(item["actor"])
+    return {
+        "at": item["at"],
+        "actor_id": actor_id,
+        "actor": actor,
+        "action": item["action"],
+        "entity": item["entity_name"],
+        "entity_id": item["entity_id"] or (getattr(entity, "id", None) if entity is not None else None),
+        "before": _dump(item["before"]),
+        "after": _dump(after),
+    }
 
 
 @event.listens_for(Session, "before_commit")
@@ -148,25 +185,14 @@ def _seal(session: Session) -> None:
     if not pending:
         return
     session.flush()  # new rows get their ids
-    prev = _lock_head(session)
-    for item in pending:
-        entity = item["entity"]
-        after = item["after"]
-        if after is None and entity is not None and not sa.inspect(entity).was_deleted:
-            after = snapshot(entity)
-        actor_id, actor = _actor_fields(item["actor"])
-        row = {
-            "at": item["at"],
-            "actor_id": actor_id,
-            "actor": actor,
-            "action": item["action"],
-            "entity": item["entity_name"],
-            "entity_id": item["entity_id"] or (getattr(entity, "id", None) if entity is not None else None),
-            "before": _dump(item["before"]),
-            "after": _dump(after),
-            "prev_hash": prev,
-        }
-        row["hash"] = prev = _content_hash(row)
+    rows = [_entry_row(item) for item in pending]
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(_PENDING_INSERT, [{**row, "unsealed": _unsealed(row)} for row in rows])
+        return
+    prev = session.execute(_HEAD).scalar() or GENESIS  # SQLite: this writer holds the database already
+    for row in rows:
+        row["prev_hash"] = prev
+        row["hash"] = prev = _chained(_unsealed(row), prev)
         session.execute(_INSERT, row)  # one row a statement: ids follow the chain's order
 
 

@@ -661,9 +661,16 @@ def _restore_sqlite(url: str, unpacked: Path) -> None:
     _fsync_directory(path.parent)
 
 
+# The functions of the current schema that no extension brought, as "name(argument types)".
+_OWN_FUNCTIONS = sa.text(
+    "SELECT p.oid::regprocedure::text FROM pg_proc p WHERE p.pronamespace = current_schema()::regnamespace "
+    "AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e')"
+)
+
+
 def _restore_postgresql(url: str, dump: Path) -> None:
-    """`pg_restore --no-owner` into the empty database, after dropping the empty tables a migration may have
-    made there (the archive brings its own, of its revision)."""
+    """`pg_restore --no-owner` into the empty database, after dropping the empty tables and the functions a
+    migration may have made there (the archive brings its own, of its revision)."""
     with _engine(url) as engine, engine.begin() as conn:
         major = _server_major(conn)
         inspector = sa.inspect(conn)
@@ -673,6 +680,8 @@ def _restore_postgresql(url: str, dump: Path) -> None:
             conn.execute(sa.text(f"DROP TABLE IF EXISTS {quote(table)} CASCADE"))
         for sequence in sequences:
             conn.execute(sa.text(f"DROP SEQUENCE IF EXISTS {quote(sequence)}"))
+        for function in conn.execute(_OWN_FUNCTIONS).scalars():
+            conn.execute(sa.text(f"DROP FUNCTION IF EXISTS {function}"))  # its name and argument types
     database = make_url(url).database or ""
     conninfo = "dbname='" + database.replace("\\", "\\\\").replace("'", "\\'") + "'"
     _run_pg_tool(

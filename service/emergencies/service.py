@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import TypeVar
 
 import sqlalchemy as sa
+from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
 from service import audit
@@ -44,6 +45,7 @@ from service.emergencies.models import (
     Pledge,
     PledgeCreate,
     PledgeStatus,
+    QuantityType,
     Receipt,
     ReceiptCreate,
     Unit,
@@ -205,26 +207,31 @@ def _lock_need(session: Session, need_id: int) -> Need:
 
 
 def _lock_need_to_pledge(session: Session, need_id: int) -> tuple[Need, EmergencyStatus, Decimal] | None:
-    """The need under its row lock, its emergency's status and its live pledged total.
-
-    On SQLite, whose write lock a writer holds from its first statement, all three come in one query. On
-    PostgreSQL the total is read after the row lock is granted: a subquery in the locking statement would
-    count the pledges as they were before another transaction's, which it waited for, committed."""
-    if session.get_bind().dialect.name == "sqlite":
-        return session.exec(_NEED_TO_PLEDGE_WITH_TOTAL, params={"need_id": need_id}).first()
-    row = session.exec(_NEED_TO_PLEDGE, params={"need_id": need_id}).first()
-    return None if row is None else (*row, pledged_total(session=session, need_id=need_id))
+    """The need under its row lock, its emergency's status and its live pledged total, in one query."""
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    statement = _NEED_TO_PLEDGE_WITH_TOTAL if sqlite else _NEED_TO_PLEDGE_TOTAL_AFTER_LOCK
+    return session.exec(statement, params={"need_id": need_id}).first()
 
 
 # Built once: every pledge asks one of them.
 _NEED_TO_PLEDGE = (
-    select(Need, Emergency.status)
+    select(Need, Emergency.status.label("emergency_status"))
     .join(Emergency, Emergency.id == Need.emergency_id)
     .where(Need.id == sa.bindparam("need_id"))
     .with_for_update(of=Need)
-    .execution_options(populate_existing=True)
 )
-_NEED_TO_PLEDGE_WITH_TOTAL = _NEED_TO_PLEDGE.add_columns(PLEDGED_OF_NEED)
+# SQLite: the writer holds the database from its first statement, so a subquery counts what is there.
+_NEED_TO_PLEDGE_WITH_TOTAL = _NEED_TO_PLEDGE.add_columns(PLEDGED_OF_NEED).execution_options(populate_existing=True)
+# PostgreSQL: a subquery of the locking statement would count the pledges as they were when the statement
+# began, before the transaction whose lock it waited for committed. The need is therefore locked in a
+# subquery and the total counted above it, once the lock is granted, by accord_pledged() (migration 0006),
+# whose own query sees what has been committed by then.
+_LOCKED = _NEED_TO_PLEDGE.subquery("locked")
+_NEED_TO_PLEDGE_TOTAL_AFTER_LOCK = select(
+    aliased(Need, _LOCKED),
+    _LOCKED.c.emergency_status,
+    sa.type_coerce(sa.func.accord_pledged(_LOCKED.c.id), QuantityType),
+).execution_options(populate_existing=True)
 
 
 def _lock_pledge(session: Session, pledge_id: int) -> Pledge:

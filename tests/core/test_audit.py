@@ -2,6 +2,7 @@
 
 import threading
 
+import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from sqlmodel import Session, func, select
@@ -194,6 +195,56 @@ def test_a_deleted_row_is_detected(engine, session):
     checked, bad = chain(engine)
     assert bad is not None and bad.id == ids[5]
     assert checked == 4
+
+
+AWKWARD = [
+    "Кирилица „в кавички“ — тире",
+    "emoji 🚒🌊 and ß, ünïcödé",
+    'quote " backslash \\ tab \t newline \n',
+    "\\u0000 spelled out, </script><script>",
+    "",
+]
+
+
+def test_the_database_and_the_app_hash_every_entry_alike(engine, session):
+    """On PostgreSQL the database seals the entries as the transaction commits (from `audit_pending`), on
+    SQLite the app does: either way each hash is the one `verify_chain` recomputes, whatever the text, one
+    transaction's entries keep their order, and nothing is left waiting."""
+    with Session(write_engine(engine)) as s:
+        for n, text in enumerate(AWKWARD):
+            audit.record(
+                s, actor=f"тест {text}", action="test.awkward", entity_name="тест", entity_id=n + 1,
+                before={"text": text, "n": None}, after={"text": text[::-1], "n": n},
+            )  # fmt: skip
+        audit.record(s, actor=None, action="test.system")
+        s.commit()
+    with Session(engine) as s:
+        rows = s.exec(select(AuditEntry).order_by(AuditEntry.id)).all()
+        assert s.exec(select(func.count()).select_from(audit.PendingAuditEntry)).one() == 0
+    assert chain(engine) == (len(rows), None)
+    assert [(r.action, r.entity_id) for r in rows] == [("test.awkward", n + 1) for n in range(len(AWKWARD))] + [
+        ("test.system", None)
+    ]
+    assert [r.actor for r in rows] == [f"тест {text}" for text in AWKWARD] + ["system"]
+    assert [r.prev_hash for r in rows[1:]] == [r.hash for r in rows[:-1]]
+
+
+def test_a_change_rolled_back_leaves_no_entry(engine, session):
+    org = make_partner(session)
+    before = entry_ids(engine)
+    with Session(write_engine(engine)) as s:
+        audit.record(s, actor="test", action="test.undone", entity_name="тест")
+        s.execute(sa.text("UPDATE organisation SET name = 'x' WHERE id = :id"), {"id": org.id})
+        s.rollback()
+        s.commit()  # nothing pending is left to seal
+    with Session(write_engine(engine)) as s:
+        audit.record(s, actor="test", action="test.refused", entity_name="тест")
+        with pytest.raises(sa.exc.IntegrityError):
+            s.execute(sa.text("UPDATE organisation SET name = NULL WHERE id = :id"), {"id": org.id})
+        s.rollback()
+    assert entry_ids(engine) == before
+    with Session(engine) as s:
+        assert s.exec(select(func.count()).select_from(audit.PendingAuditEntry)).one() == 0
 
 
 def test_concurrent_writers_still_make_one_unbroken_chain(engine, session):

@@ -5,12 +5,15 @@ delivered = the receipts; remaining = needed − pledged; each coverage `none` |
 """
 
 import random
+import threading
+import time
 from decimal import Decimal
 
 import pytest
 from sqlmodel import Session, col, select
 
-from service.db import utcnow
+from service.db import utcnow, write_engine
+from service.emergencies import service
 from service.emergencies.coverage import coverage_for, coverage_of, delivered_by_pledge, pledged_total
 from service.emergencies.models import Need, Pledge, PledgeStatus, Receipt
 from tests.emergencies.build import Logistics
@@ -173,6 +176,12 @@ def random_emergency(rng: random.Random, session: Session, emergency_id: int, or
     return made
 
 
+def pledge_path_total(engine, need_id: int) -> Decimal:
+    """The total a pledge checks against: read with the need's lock (on PostgreSQL by accord_pledged())."""
+    with Session(write_engine(engine)) as s:
+        return service._lock_need_to_pledge(s, need_id)[2]
+
+
 def test_the_sql_sums_agree_with_coverage_of_on_random_needs(session, engine):
     coordinator = make_user(session, "coordinator")
     orgs = [make_partner(session).id for _ in range(3)]
@@ -197,6 +206,7 @@ def test_the_sql_sums_agree_with_coverage_of_on_random_needs(session, engine):
                 where = f"seed {seed}, need {need.id}"
                 assert from_sql[need.id] == stored == by_hand, where
                 assert pledged_total(session=fresh, need_id=need.id) == by_hand.pledged, where
+                assert pledge_path_total(engine, need.id) == by_hand.pledged, where
                 assert from_sql[need.id].remaining == needed - by_hand.pledged, where
                 delivered = delivered_by_pledge(session=fresh, pledge_ids=ids)
                 for p in pledges:
@@ -206,6 +216,26 @@ def test_the_sql_sums_agree_with_coverage_of_on_random_needs(session, engine):
                     assert isinstance(value, Decimal) and value == value.quantize(D("0.01")), where
                 checked += 1
     assert checked > 100  # enough needs were really compared
+
+
+def test_a_pledge_waiting_for_the_needs_lock_counts_what_the_holder_committed(session, engine):
+    """The total a pledge is checked against is read after the need's lock is granted: the pledges of the
+    transaction it waited for count, though they were not committed when its statement began."""
+    build = Logistics(engine, make_user(session, "coordinator"))
+    organisation_id = make_partner(session).id
+    need_id = build.need(build.emergency(), quantity=10, unit="pcs")
+    build.pledge(need_id, organisation_id, "accepted", quantity=3)
+    seen: list[Decimal] = []
+    with Session(write_engine(engine)) as holder:
+        assert service._lock_need_to_pledge(holder, need_id)[2] == 3
+        waiter = threading.Thread(target=lambda: seen.append(pledge_path_total(engine, need_id)))
+        waiter.start()
+        time.sleep(0.5)
+        assert waiter.is_alive() and not seen  # waiting for the need's lock
+        holder.add(Pledge(need_id=need_id, organisation_id=organisation_id, quantity=D(6), deliver_by=utcnow()))
+        holder.commit()
+    waiter.join(10)
+    assert seen == [D(9)]
 
 
 def test_coverage_of_a_need_with_no_pledges_from_sql(session, engine):
