@@ -196,6 +196,30 @@ def _seal(session: Session) -> None:
         session.execute(_INSERT, row)  # one row a statement: ids follow the chain's order
 
 
+# Whether PostgreSQL's trigger that seals the entries is there and fires ('O': on, 'A': always).
+_SEALING = sa.text(
+    "SELECT tgenabled FROM pg_trigger WHERE tgname = 'audit_pending_seal' AND tgrelid = to_regclass('audit_pending')"
+)
+_UNSEALED = sa.select(sa.func.count()).select_from(PendingAuditEntry.__table__)
+
+
+def sealing_problem(conn: sa.Connection) -> str | None:
+    """Why this database would not seal the app's audit entries (PostgreSQL's trigger missing or disabled,
+    say by hand or by a partial restore), or None. Without the trigger they would wait unseen forever."""
+    if conn.dialect.name != "postgresql":
+        return None
+    enabled = conn.execute(_SEALING).scalar()
+    if enabled in ("O", "A"):
+        return None
+    state = "is missing" if enabled is None else "is disabled"
+    return f"the trigger audit_pending_seal, which seals the audit log as each change commits (migration 0006), {state}"
+
+
+def unsealed_entries(session: Session) -> int:
+    """Entries that were never sealed: none but inside a committing transaction, unless the trigger was off."""
+    return session.execute(_UNSEALED).scalar_one()
+
+
 @event.listens_for(Session, "after_rollback")
 def _discard(session: Session) -> None:
     session.info.pop(_PENDING, None)

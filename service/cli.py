@@ -131,14 +131,22 @@ def scheduler() -> None:
 @app.command("audit-verify")
 def audit_verify() -> None:
     """Check the audit log's hash chain; report the first row that was tampered with."""
-    from service.audit import verify_chain
+    from service.audit import unsealed_entries, verify_chain
 
     with session_scope(_engine()) as session:
         checked, bad = verify_chain(session=session)
+        unsealed = unsealed_entries(session)
     if bad is not None:
         typer.echo(
             f"TAMPERED: audit row {bad.id} ({bad.action} on {bad.entity} {bad.entity_id or ''}, {bad.at.isoformat()}) "
             f"does not match the chain; {checked} rows before it are intact.",
+            err=True,
+        )
+        raise typer.Exit(1)
+    if unsealed:
+        typer.echo(
+            f"UNSEALED: {unsealed} audit entries wait in audit_pending, never sealed into the chain (was the trigger "
+            f"audit_pending_seal off?); the {checked} rows of the chain are intact.",
             err=True,
         )
         raise typer.Exit(1)

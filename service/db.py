@@ -258,3 +258,12 @@ def check_migrated(engine: Engine) -> None:
             f"The database {engine.url.render_as_string(hide_password=True)} is at schema revision "
             f"{current or 'none'}, but this version needs {head}. Run `accord migrate` (or `make run`)."
         )
+    from service.audit import sealing_problem
+
+    with engine.connect() as conn:
+        problem = sealing_problem(conn)
+    if problem:  # every change would go unaudited: better not to start
+        raise DatabaseNotMigrated(
+            f"In the database {engine.url.render_as_string(hide_password=True)} {problem}. Create it again as "
+            "migrations/versions/0006_audit_sealed_at_commit.py does, or restore the database from a backup."
+        )

@@ -33,6 +33,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy.engine import Engine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.audit import sealing_problem
 from service.config import settings
 from service.db import alembic_config
 
@@ -433,7 +434,8 @@ def _migrations() -> tuple[str | None, frozenset[str]]:
 
 
 def readiness(engine: Engine) -> tuple[bool, dict[str, Any]]:
-    """Whether this process can serve: the database answers, and its schema is the one this code needs."""
+    """Whether this process can serve: the database answers, its schema is the one this code needs, and (on
+    PostgreSQL) its trigger seals the audit log."""
     head, known = _migrations()
     try:
         with engine.connect() as conn:
@@ -442,6 +444,7 @@ def readiness(engine: Engine) -> tuple[bool, dict[str, Any]]:
             current = None
             if sa.inspect(conn).has_table("alembic_version"):
                 current = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+            sealing = sealing_problem(conn) if current == head else None
     except Exception as error:
         log.warning("not ready: the database did not answer", exc_info=True)
         # The class, not the message: this answer is public, and a driver's message names hosts and users.
@@ -454,7 +457,9 @@ def readiness(engine: Engine) -> tuple[bool, dict[str, Any]]:
         checks["migrations"] = f"behind: the database is at {current or 'no revision'}, this version needs {head}"
     else:
         checks["migrations"] = f"unknown: the database is at {current}, which this version (at {head}) does not know"
-    ready = current == head
+    if sealing:
+        checks["audit"] = sealing
+    ready = current == head and not sealing
     return ready, {"status": "ready" if ready else "not ready", "checks": checks, "revision": head}
 
 

@@ -13,6 +13,7 @@ from sqlmodel import Session, func, select
 from service.audit import AuditEntry
 from service.db import DatabaseNotMigrated, check_migrated, create_db_engine
 from service.main import create_app
+from service.observability import readiness
 from service.partners.models import Contact, Organisation
 from service.users.models import User
 from tests.conftest import PROJECT, _pg_admin, accord_env, free_port, pg_url
@@ -168,6 +169,32 @@ def test_audit_verify_reports_intact_or_the_tampered_row(database_url):
         assert "2 rows before it are intact" in tampered.stderr
     finally:
         engine.dispose()
+
+
+def test_without_the_audit_trigger_nothing_starts_and_audit_verify_finds_the_unsealed(database_url, engine):
+    """PostgreSQL seals the audit log by a trigger: if it is disabled or dropped, changes would go unaudited,
+    so neither the app nor /readyz accept the database, and audit-verify names entries left unsealed."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite: the app seals the entries itself")
+    make_partner(Session(engine))
+    with engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE audit_pending DISABLE TRIGGER audit_pending_seal"))
+    with Session(engine) as s:
+        make_partner(s)  # its entry stays in audit_pending: nothing seals it
+    with pytest.raises(DatabaseNotMigrated, match=r"audit_pending_seal, which seals the audit log .* is disabled"):
+        check_migrated(engine)
+    with pytest.raises(DatabaseNotMigrated):
+        create_app(engine)
+    ready, body = readiness(engine)
+    assert not ready and "is disabled" in body["checks"]["audit"]
+    unsealed = accord(database_url, "audit-verify")
+    assert unsealed.returncode == 1
+    assert "UNSEALED: 1 audit entries wait in audit_pending" in unsealed.stderr
+
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP TRIGGER audit_pending_seal ON audit_pending"))
+    with pytest.raises(DatabaseNotMigrated, match="is missing"):
+        check_migrated(engine)
 
 
 def test_demo_data_if_empty_loads_once(database_url):
