@@ -1,8 +1,15 @@
 """The logistics flow end to end through the API: declare, need, pledge, accept less, receive, board."""
 
+import asyncio
+import time
 from datetime import timedelta
 
+import httpx
+from sqlmodel import Session, func, select
+
 from service.db import utcnow
+from service.emergencies.models import Pledge
+from tests.emergencies.build import Logistics
 from tests.factories import api_headers, make_partner, make_user
 
 
@@ -64,3 +71,50 @@ def test_a_need_is_pledged_accepted_in_part_received_and_covered(client, session
     assert rest.status_code == 201
     assert client.get(f"/api/v1/pledges/{pid}", headers=rep).json()["status"] == "delivered"
     assert client.get(f"/api/v1/pledges/{pid}", headers=rep).json()["delivered"] == 800
+
+
+def test_a_surge_of_pledges_is_worked_on_a_few_at_a_time_and_every_one_answered(
+    app, client, session, engine, monkeypatch
+):
+    """ACCORD_PLEDGE_CONCURRENCY pledges run at once in a process; the rest wait their turn, none is lost.
+    (On SQLite the write gate lets one writer through at a time anyway.)"""
+    from service.config import settings
+    from service.emergencies import api
+
+    org = make_partner(session)
+    headers = api_headers(client, make_user(session, "partner", organisation=org))
+    build = Logistics(engine, make_user(session, "coordinator"))
+    need_id = build.need(build.emergency(), quantity=1000, unit="pcs")
+    running, most = 0, 0
+    real = api._pledge
+
+    def slow_pledge(*args):
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        time.sleep(0.15)  # long enough for every request to be waiting meanwhile
+        try:
+            return real(*args)
+        finally:
+            running -= 1
+
+    monkeypatch.setattr(api, "_pledge", slow_pledge)
+    body = {"quantity": 5, "deliver_by": (utcnow() + timedelta(days=1)).isoformat()}
+
+    async def surge() -> list[int]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test", headers=headers) as http:
+            answers = await asyncio.gather(
+                *(http.post(f"/api/v1/needs/{need_id}/pledges", json=body) for _ in range(8))
+            )
+        return [a.status_code for a in answers]
+
+    sqlite = engine.dialect.name == "sqlite"
+    for limit, expected in ((2, 1 if sqlite else 2), (6, 1 if sqlite else 6)):
+        monkeypatch.setattr(settings, "pledge_concurrency", limit)
+        app.state.pledge_slots = None
+        running, most = 0, 0
+        assert asyncio.run(surge()) == [201] * 8
+        assert most == expected, limit
+    with Session(engine) as fresh:
+        assert fresh.exec(select(func.count()).select_from(Pledge).where(Pledge.need_id == need_id)).one() == 16
