@@ -1,6 +1,7 @@
 """The database: engines, sessions, SQLite pragmas, the UTC timestamp type and the migration check."""
 
 import asyncio
+import select
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -111,9 +112,9 @@ def create_db_engine(url: str, *, timeouts: bool = False) -> Engine:
     pool = {"pool_timeout": settings.db_pool_timeout_seconds} if timeouts else {}
     if not url.startswith("sqlite"):
         connect_args = _postgresql_timeouts(url) if timeouts else {}
-        return sa.create_engine(
-            url, pool_pre_ping=True, pool_size=10, max_overflow=20, connect_args=connect_args, **pool
-        )
+        engine = sa.create_engine(url, pool_size=10, max_overflow=20, connect_args=connect_args, **pool)
+        event.listen(engine, "checkout", _check_alive)
+        return engine
     path = sa.engine.make_url(url).database
     if path and path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -162,6 +163,21 @@ def create_db_engine(url: str, *, timeouts: bool = False) -> Engine:
         _release(record.info)  # a connection handed back without commit or rollback still lets go
 
     return engine
+
+
+def _check_alive(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """A pooled PostgreSQL connection checked as it is handed out, without the round trip of a ping.
+
+    An idle connection has nothing to read. One the server has ended (a restart, a terminated backend, an
+    idle timeout) has its farewell or the end of the stream waiting: it is discarded, and the pool hands
+    out a fresh one in its place. (SQLAlchemy's pre-ping would ask the server instead: a round trip more on
+    every request, a tenth of a pledge's.)"""
+    if dbapi_connection.closed or dbapi_connection.broken:
+        raise sa.exc.DisconnectionError("the connection is broken")
+    poller = select.poll()
+    poller.register(dbapi_connection.pgconn.socket, select.POLLIN | select.POLLERR | select.POLLHUP)
+    if poller.poll(0):
+        raise sa.exc.DisconnectionError("the server has closed the connection")
 
 
 def write_engine(engine: Engine) -> Engine:

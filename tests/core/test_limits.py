@@ -12,6 +12,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from decimal import Decimal
 
 import httpx
@@ -112,6 +113,41 @@ def test_a_body_limit_that_would_refuse_allowed_attachments_stops_the_app_from_s
     monkeypatch.setattr(settings, "attachment_max_mb", 10.0)
     with pytest.raises(RuntimeError, match=r"ACCORD_MAX_BODY_MB \(8\) .* ACCORD_ATTACHMENT_MAX_MB \(10\)"):
         create_app(engine, run_scheduler=False)
+
+
+@only("postgresql")
+def test_connections_the_database_ended_are_replaced_without_a_failed_request(database_url, engine, session):
+    """The pool checks a connection as it hands it out, without a ping's round trip: after every backend of
+    the app was terminated (as a restart or an administrator would), the next requests all succeed."""
+    build = Logistics(engine, make_user(session, "coordinator"))
+    org = make_partner(session)
+    partner = make_user(session, "partner", organisation=org)
+    need_id = build.need(build.emergency(), quantity=1000, unit="pcs")
+    session.close()
+    engine.dispose()
+    pledge = {"quantity": 5, "deliver_by": (utcnow() + timedelta(days=1)).isoformat()}
+    path = f"/api/v1/needs/{need_id}/pledges"
+    server = start_server(database_url)
+    admin = psycopg.connect(database_url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True)
+    try:
+        with english(server.url) as client:
+            headers = token(client, partner)
+            for _ in range(5):  # the pool holds a connection or more now
+                assert client.post(path, json=pledge, headers=headers).status_code == 201
+            ended = admin.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ).fetchone()[0]
+            assert ended >= 1
+            time.sleep(0.3)  # the farewells have arrived
+            answers = [client.post(path, json=pledge, headers=headers).status_code for _ in range(5)]
+            answers += [client.get(f"/api/v1/needs/{need_id}", headers=headers).status_code for _ in range(3)]
+            assert answers == [201] * 5 + [200] * 3
+    finally:
+        admin.close()
+        stop(server.proc)
+    with Session(engine) as s:
+        assert len(s.exec(select(Pledge).where(Pledge.need_id == need_id)).all()) == 10
 
 
 @only("sqlite")
