@@ -87,6 +87,12 @@ class DatabaseBusy(RuntimeError):
     """No write slot on the SQLite database in time."""
 
 
+# A pooled connection whose way to the server vanished without a word (a firewall's idle timeout, a host
+# gone) is found dead by the kernel's keepalive probes within about 1½ minutes; `_check_alive` then
+# discards it instead of handing it out to hang. (Settings in the URL win.)
+_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 60, "keepalives_interval": 10, "keepalives_count": 3}
+
+
 def _postgresql_timeouts(url: str) -> dict[str, Any]:
     """libpq start-up options giving every connection the statement and lock timeouts (any in the URL win)."""
     options = [
@@ -111,7 +117,9 @@ def create_db_engine(url: str, *, timeouts: bool = False) -> Engine:
     """
     pool = {"pool_timeout": settings.db_pool_timeout_seconds} if timeouts else {}
     if not url.startswith("sqlite"):
-        connect_args = _postgresql_timeouts(url) if timeouts else {}
+        given = sa.engine.make_url(url).query
+        connect_args = {name: value for name, value in _KEEPALIVES.items() if name not in given}
+        connect_args |= _postgresql_timeouts(url) if timeouts else {}
         engine = sa.create_engine(url, pool_size=10, max_overflow=20, connect_args=connect_args, **pool)
         event.listen(engine, "checkout", _check_alive)
         return engine

@@ -116,6 +116,21 @@ def test_a_body_limit_that_would_refuse_allowed_attachments_stops_the_app_from_s
 
 
 @only("postgresql")
+def test_postgresql_connections_probe_an_idle_way_to_the_server(database_url):
+    """TCP keepalives on every connection: one whose way to the server vanished silently is found dead."""
+    for url in (database_url, database_url + "?keepalives_idle=300"):
+        engine = create_db_engine(url)
+        try:
+            with engine.connect() as conn:
+                parameters = conn.connection.dbapi_connection.info.get_parameters()
+        finally:
+            engine.dispose()
+        assert parameters["keepalives"] == "1"
+        assert parameters["keepalives_idle"] == ("300" if "?" in url else "60")  # the URL's own value wins
+        assert (parameters["keepalives_interval"], parameters["keepalives_count"]) == ("10", "3")
+
+
+@only("postgresql")
 def test_connections_the_database_ended_are_replaced_without_a_failed_request(database_url, engine, session):
     """The pool checks a connection as it hands it out, without a ping's round trip: after every backend of
     the app was terminated (as a restart or an administrator would), the next requests all succeed."""
