@@ -3,11 +3,11 @@
 import asyncio
 import select
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import annotated_types
 import anyio
@@ -81,6 +81,7 @@ class EnumText(sa.types.TypeDecorator):
 
 
 SQLITE_WRITE_WAIT_SECONDS = 30
+T = TypeVar("T")
 
 
 class DatabaseBusy(RuntimeError):
@@ -200,14 +201,19 @@ def session_scope(engine: Engine, *, write: bool = False) -> Iterator[Session]:
         yield session
 
 
+def loop_local(app: Any, name: str, make: Callable[[], T]) -> T:
+    """`app.state.<name>`, made by `make()` once per event loop (an asyncio lock or limiter is bound to one)."""
+    loop = asyncio.get_running_loop()
+    held = getattr(app.state, name, None)
+    if held is None or held[0] is not loop:
+        held = (loop, make())
+        setattr(app.state, name, held)
+    return held[1]
+
+
 def _sqlite_write_gate(app: Any) -> asyncio.Lock:
     """The queue of this app's writing requests on SQLite (one lock per event loop)."""
-    loop = asyncio.get_running_loop()
-    gate = getattr(app.state, "sqlite_write_gate", None)
-    if gate is None or gate[0] is not loop:
-        gate = (loop, asyncio.Lock())
-        app.state.sqlite_write_gate = gate
-    return gate[1]
+    return loop_local(app, "sqlite_write_gate", asyncio.Lock)
 
 
 @asynccontextmanager
@@ -275,17 +281,16 @@ def check_migrated(engine: Engine) -> None:
     from alembic.script import ScriptDirectory
 
     head = ScriptDirectory.from_config(alembic_config(str(engine.url))).get_current_head()
+    from service.audit import sealing_problem
+
     with engine.connect() as conn:
         current = MigrationContext.configure(conn).get_current_revision()
+        problem = sealing_problem(conn) if current == head else None
     if current != head:
         raise DatabaseNotMigrated(
             f"The database {engine.url.render_as_string(hide_password=True)} is at schema revision "
             f"{current or 'none'}, but this version needs {head}. Run `accord migrate` (or `make run`)."
         )
-    from service.audit import sealing_problem
-
-    with engine.connect() as conn:
-        problem = sealing_problem(conn)
     if problem:  # every change would go unaudited: better not to start
         raise DatabaseNotMigrated(
             f"In the database {engine.url.render_as_string(hide_password=True)} {problem}. Create it again as "

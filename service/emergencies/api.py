@@ -1,6 +1,5 @@
 """JSON routes of emergencies, needs, pledges, receipts and offers (`/api/v1/...`)."""
 
-import asyncio
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -11,7 +10,7 @@ from sqlmodel import Session
 
 from service.auth import CoordinatorUser, CurrentUser, logged_in_user
 from service.config import settings
-from service.db import Id, SessionDep
+from service.db import Id, SessionDep, loop_local
 from service.emergencies import hxl, service
 from service.emergencies.coverage import NeedCoverage, coverage_for, delivered_by_pledge
 from service.emergencies.deps import (
@@ -279,12 +278,7 @@ def _pledge_slots(app: Any) -> CapacityLimiter:
     pool all at once, 16 pledges a process contended for the interpreter's lock at every round trip to the
     database: each cost more CPU, and the unlucky waited long (PostgreSQL, 32 clients: 160–230 pledges a
     second, p99 290–390 ms; four at once: 233–247 a second, p99 240–250 ms)."""
-    loop = asyncio.get_running_loop()
-    slots = getattr(app.state, "pledge_slots", None)
-    if slots is None or slots[0] is not loop:
-        slots = (loop, CapacityLimiter(settings.pledge_concurrency))
-        app.state.pledge_slots = slots
-    return slots[1]
+    return loop_local(app, "pledge_slots", lambda: CapacityLimiter(settings.pledge_concurrency))
 
 
 def _pledge(request: Request, session: Session, need_id: int, data: PledgeCreate) -> Response:
