@@ -159,6 +159,25 @@ _TABLE = AuditEntry.__table__
 _HEAD = sa.select(_TABLE.c.hash).order_by(_TABLE.c.id.desc()).limit(1)
 _INSERT = sa.insert(_TABLE)
 _PENDING_INSERT = sa.insert(PendingAuditEntry.__table__)
+PENDING_COLUMNS = ("at", "actor_id", "actor", "action", "entity", "entity_id", "before", "after", "unsealed")
+
+
+def pending_entry(
+    *, at: datetime, actor_id: int, actor: str, action: str, entity: Any, after: dict[str, Any]
+) -> dict[str, Any]:
+    """The `audit_pending` row (PENDING_COLUMNS) of a change to `entity`, whose state after it is `after`,
+    for a writer that inserts it itself (a partner's pledge on PostgreSQL: service.emergencies.intake)."""
+    row = {
+        "at": at,
+        "actor_id": actor_id,
+        "actor": actor,
+        "action": action,
+        "entity": entity.__tablename__,
+        "entity_id": entity.id,
+        "before": None,
+        "after": _dump(after),
+    }
+    return {**row, "unsealed": _unsealed(row)}
 
 
 def _entry_row(item: dict[str, Any]) -> dict[str, Any]:

@@ -99,7 +99,8 @@ def authenticate(*, session: Session, email: str, password: str) -> User:
     return user
 
 
-def _digest(raw: str) -> str:
+def token_digest(raw: str) -> str:
+    """What is kept of a token: its SHA-256."""
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
@@ -109,14 +110,16 @@ def issue_token(*, session: Session, user: User, kind: str) -> str:
     raw = secrets.token_urlsafe(32)
     now = utcnow()
     session.execute(delete(AuthToken).where(AuthToken.expires_at < now))
-    session.add(AuthToken(token_hash=_digest(raw), kind=kind, user_id=user.id, expires_at=now + timedelta(hours=hours)))
+    session.add(
+        AuthToken(token_hash=token_digest(raw), kind=kind, user_id=user.id, expires_at=now + timedelta(hours=hours))
+    )
     session.commit()
     return raw
 
 
 def revoke_token(*, session: Session, raw: str) -> None:
     """Ends the login that `raw` stands for."""
-    session.execute(delete(AuthToken).where(AuthToken.token_hash == _digest(raw)))
+    session.execute(delete(AuthToken).where(AuthToken.token_hash == token_digest(raw)))
     session.commit()
 
 
@@ -125,7 +128,7 @@ def user_for_token(*, session: Session, raw: str, kind: str) -> User | None:
 
     A partner user's organisation comes in the same query: nearly every partner request needs it (a pledge
     is checked against it), and it is kept in the session for `session.get` to find without a query."""
-    row = session.execute(_USER_FOR_TOKEN, {"digest": _digest(raw), "kind": kind, "now": utcnow()}).first()
+    row = session.execute(_USER_FOR_TOKEN, {"digest": token_digest(raw), "kind": kind, "now": utcnow()}).first()
     if row is None or not row[0].is_active:
         return None
     user, organisation = row
@@ -136,18 +139,28 @@ def user_for_token(*, session: Session, raw: str, kind: str) -> User | None:
 
 LOADED_ORGANISATION = "accord_loaded_organisation"
 
+# A live token of a kind, by its digest: parameters `digest`, `kind` and `now`.
+LIVE_TOKEN = (
+    AuthToken.token_hash == sa.bindparam("digest"),
+    AuthToken.kind == sa.bindparam("kind"),
+    AuthToken.expires_at > sa.bindparam("now"),
+)
 # Built once: every authenticated request asks it.
 _USER_FOR_TOKEN = (
     select(User, Organisation)
     .join(AuthToken, AuthToken.user_id == User.id)
     .outerjoin(Organisation, Organisation.id == User.organisation_id)
-    .where(
-        AuthToken.token_hash == sa.bindparam("digest"),
-        AuthToken.kind == sa.bindparam("kind"),
-        AuthToken.expires_at > sa.bindparam("now"),
-    )
+    .where(*LIVE_TOKEN)
     .options(lazyload(Organisation.sector_rows))  # its sectors load when read, not with every request
 )
+
+
+def bearer_token(request: Request) -> str | None:
+    """The API token the request carries in its Authorization header, if any."""
+    scheme, _, raw = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return raw.strip() or None
 
 
 def _current_user(request: Request, session: SessionDep) -> User | None:
@@ -156,9 +169,8 @@ def _current_user(request: Request, session: SessionDep) -> User | None:
         return request.state.user
     user = None
     if request.url.path.startswith("/api/"):
-        scheme, _, raw = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and raw:
-            user = user_for_token(session=session, raw=raw.strip(), kind="api")
+        if raw := bearer_token(request):
+            user = user_for_token(session=session, raw=raw, kind="api")
     elif raw := request.cookies.get(SESSION_COOKIE):
         user = user_for_token(session=session, raw=raw, kind="session")
     request.state.user = user

@@ -190,8 +190,13 @@ def _check_alive(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
 
 
 def write_engine(engine: Engine) -> Engine:
-    """The same engine, marked so that its transactions start as writers."""
-    return engine.execution_options(**WRITE)
+    """The same engine, marked so that its transactions start as writers (made once per engine: every
+    writing request asks for it)."""
+    marked = getattr(engine, "_accord_write_engine", None)
+    if marked is None:
+        marked = engine.execution_options(**WRITE)
+        engine._accord_write_engine = marked  # a cycle, collected with the engine
+    return marked
 
 
 @contextmanager

@@ -141,6 +141,12 @@ def attachments_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     settings.attachments_dir = kept
 
 
+def only(backend: str) -> pytest.MarkDecorator:
+    """Runs a test on one database (skipped when ACCORD_TEST_BACKENDS leaves that one out)."""
+    skip = pytest.mark.skipif(backend not in BACKENDS, reason=f"{backend} is not in ACCORD_TEST_BACKENDS")
+    return pytest.mark.parametrize("database_factory", [pytest.param(backend, marks=skip)], indirect=True)
+
+
 @pytest.fixture(scope="session", params=BACKENDS)
 def database_factory(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory

@@ -8,10 +8,10 @@ from fastapi import APIRouter, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, StringConstraints
 from sqlmodel import Session
 
-from service.auth import CoordinatorUser, CurrentUser, logged_in_user
+from service.auth import CoordinatorUser, CurrentUser, bearer_token, logged_in_user
 from service.config import settings
-from service.db import Id, SessionDep, loop_local
-from service.emergencies import hxl, service
+from service.db import Id, SessionDep, loop_local, request_session
+from service.emergencies import hxl, intake, service
 from service.emergencies.coverage import NeedCoverage, coverage_for, delivered_by_pledge
 from service.emergencies.deps import (
     CoordinatedEmergency,
@@ -264,11 +264,12 @@ def list_need_pledges(
 
 
 @router.post("/needs/{need_id}/pledges", status_code=status.HTTP_201_CREATED, response_model=PledgePublic)
-async def pledge(need_id: Id, data: PledgeCreate, request: Request, session: SessionDep) -> Response:
+async def pledge(need_id: Id, data: PledgeCreate, request: Request) -> Response:
     """Pledge against an open need: 409, saying how much is still open, if it would over-commit the need."""
     # The route a surge hits hardest. Its dependencies are called inside one trip to the thread pool
     # instead of one trip each, and the answer is serialised once: together half of a pledge's cost.
-    return await to_thread.run_sync(_pledge, request, session, need_id, data, limiter=_pledge_slots(request.app))
+    async with request_session(request, write=True) as session:  # what SessionDep gives, minus its overhead
+        return await to_thread.run_sync(_pledge, request, session, need_id, data, limiter=_pledge_slots(request.app))
 
 
 def _pledge_slots(app: Any) -> CapacityLimiter:
@@ -282,17 +283,20 @@ def _pledge_slots(app: Any) -> CapacityLimiter:
 
 
 def _pledge(request: Request, session: Session, need_id: int, data: PledgeCreate) -> Response:
-    user = logged_in_user(request, session)
-    organisation = _acting_organisation(session, user, data.organisation_id)
-    # Whether a partner may see the need is checked with the need's lock, in the same query.
-    created = service.create_pledge(
-        session=session,
-        actor=user,
-        need_id=need_id,
-        organisation=organisation,
-        data=data,
-        only_open=not user.is_staff,
-    )
+    # A partner's own pledge on PostgreSQL, the bulk of a surge, takes two round trips instead of six.
+    created = intake.partner_pledge(session, bearer_token(request), need_id, data)
+    if created is None:
+        user = logged_in_user(request, session)
+        organisation = _acting_organisation(session, user, data.organisation_id)
+        # Whether a partner may see the need is checked with the need's lock, in the same query.
+        created = service.create_pledge(
+            session=session,
+            actor=user,
+            need_id=need_id,
+            organisation=organisation,
+            data=data,
+            only_open=not user.is_staff,
+        )
     # Nothing has arrived of a pledge made just now: no query (and, on SQLite, no second write transaction).
     answer = PledgePublic.model_validate(created, update={"delivered": Decimal(0), "overdue": False})
     return Response(answer.model_dump_json(), status.HTTP_201_CREATED, media_type="application/json")

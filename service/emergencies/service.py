@@ -226,11 +226,10 @@ _NEED_TO_PLEDGE_WITH_TOTAL = _NEED_TO_PLEDGE.add_columns(PLEDGED_OF_NEED).execut
 # began, before the transaction whose lock it waited for committed. The need is therefore locked in a
 # subquery and the total counted above it, once the lock is granted, by accord_pledged() (migration 0006),
 # whose own query sees what has been committed by then.
-_LOCKED = _NEED_TO_PLEDGE.subquery("locked")
+LOCKED_FOR_PLEDGE = _NEED_TO_PLEDGE.subquery("locked")
+LIVE_TOTAL = sa.type_coerce(sa.func.accord_pledged(LOCKED_FOR_PLEDGE.c.id), QuantityType)
 _NEED_TO_PLEDGE_TOTAL_AFTER_LOCK = select(
-    aliased(Need, _LOCKED),
-    _LOCKED.c.emergency_status,
-    sa.type_coerce(sa.func.accord_pledged(_LOCKED.c.id), QuantityType),
+    aliased(Need, LOCKED_FOR_PLEDGE), LOCKED_FOR_PLEDGE.c.emergency_status, LIVE_TOTAL
 ).execution_options(populate_existing=True)
 
 
@@ -369,23 +368,38 @@ def _set_pledge_status(
     audit.record(session, actor=actor, action=f"pledge.{status.value}", entity=pledge, before=before)
 
 
-def _fits(
-    session: Session, need: Need, adding: Decimal, replacing: Decimal = Decimal(0), pledged: Decimal | None = None
-) -> None:
-    """Refuses `adding` (in place of `replacing`, already counted) if the need would be over-committed;
-    `pledged` is the need's live total when it was already read under the need's lock."""
-    if pledged is None:
-        pledged = pledged_total(session=session, need_id=need.id)
-    remaining = need.quantity - (pledged - replacing)
+def _fits(session: Session, need: Need, adding: Decimal, replacing: Decimal = Decimal(0)) -> None:
+    """Refuses `adding` (in place of `replacing`, already counted) if the need would be over-committed."""
+    remaining = need.quantity - (pledged_total(session=session, need_id=need.id) - replacing)
     if adding > remaining:
         raise PledgeExceedsNeed(need, remaining, adding)
 
 
-def _check_pledgeable(need: Need, emergency_status: EmergencyStatus, organisation: Organisation) -> None:
+def check_pledge_times(data: PledgeCreate) -> None:
+    """A new pledge's times, checked before anything is read."""
+    _check_future(data.deliver_by, "deliver_by")
+    if data.available_from is not None and data.available_from > data.deliver_by:
+        raise Invalid(N_("Available from must be before deliver by."), field="available_from")
+
+
+def check_new_pledge(
+    need: Need,
+    emergency_status: EmergencyStatus,
+    verification_status: VerificationStatus,
+    quantity: Decimal,
+    pledged: Decimal,
+) -> None:
+    """What a new pledge of `quantity` must pass once its need is locked and the need's live total
+    (`pledged`) read: the need open, its emergency active, the organisation not suspended, a whole unit
+    counted whole, and room left for it."""
     _require(need.status == NeedStatus.open, N_("This need is not open for pledges."))
     _require(emergency_status == EmergencyStatus.active, N_("The emergency no longer takes pledges."))
-    if organisation.verification_status == VerificationStatus.suspended:
+    if verification_status == VerificationStatus.suspended:
         raise Conflict(N_("A suspended organisation cannot pledge."))
+    _check_whole(need.unit, quantity)
+    remaining = need.quantity - pledged
+    if quantity > remaining:
+        raise PledgeExceedsNeed(need, remaining, quantity)
 
 
 def create_pledge(
@@ -401,16 +415,12 @@ def create_pledge(
 
     `only_open`: a need that is not open to pledges, or whose emergency is over, is not there at all (404),
     as a partner user sees it; otherwise it is a 409 saying why."""
-    _check_future(data.deliver_by, "deliver_by")
-    if data.available_from is not None and data.available_from > data.deliver_by:
-        raise Invalid(N_("Available from must be before deliver by."), field="available_from")
+    check_pledge_times(data)
     locked = _lock_need_to_pledge(session, need_id)
     if locked is None or (only_open and (locked[0].status, locked[1]) != (NeedStatus.open, EmergencyStatus.active)):
         raise NotFound(NO_SUCH_NEED)
     need, emergency_status, pledged = locked
-    _check_pledgeable(need, emergency_status, organisation)
-    _check_whole(need.unit, data.quantity)
-    _fits(session, need, data.quantity, pledged=pledged)
+    check_new_pledge(need, emergency_status, organisation.verification_status, data.quantity, pledged)
     pledge = Pledge(
         **data.model_dump(exclude={"organisation_id"}),
         need_id=need.id,
@@ -666,9 +676,8 @@ def convert_offer(*, session: Session, actor: User, offer: Offer, data: OfferCon
     need, emergency_status, pledged = _lock_need_to_pledge(session, need.id)
     offer = _lock_row(session, Offer, offer.id)  # two staff converting one offer make one pledge
     _require(offer.status == OfferStatus.offered, N_("This offer was already dealt with."))
-    _check_pledgeable(need, emergency_status, session.get(Organisation, offer.organisation_id))
-    _check_whole(need.unit, quantity)
-    _fits(session, need, quantity, pledged=pledged)
+    organisation = session.get(Organisation, offer.organisation_id)
+    check_new_pledge(need, emergency_status, organisation.verification_status, quantity, pledged)
     now = utcnow()
     pledge = Pledge(
         need_id=need.id,

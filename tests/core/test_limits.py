@@ -32,7 +32,7 @@ from service.memoranda import public as verification
 from service.partners.models import Contact
 from service.users.models import User
 from tests.bulletins.build import Officers, bearer
-from tests.conftest import BACKENDS, start_server, stop
+from tests.conftest import only, start_server, stop
 from tests.consultations.build import Stakeholder, decided
 from tests.emergencies.build import Logistics
 from tests.factories import PASSWORD, make_partner, make_user
@@ -52,12 +52,6 @@ RATES = {
     "ACCORD_ARGON2_TIME_COST": "1",
     "ACCORD_ARGON2_MEMORY_KIB": "1024",
 }
-
-
-def only(backend: str) -> pytest.MarkDecorator:
-    """Runs a test on one database (skipped when ACCORD_TEST_BACKENDS leaves that one out)."""
-    skip = pytest.mark.skipif(backend not in BACKENDS, reason=f"{backend} is not in ACCORD_TEST_BACKENDS")
-    return pytest.mark.parametrize("database_factory", [pytest.param(backend, marks=skip)], indirect=True)
 
 
 def english(base_url: str) -> httpx.Client:
