@@ -162,12 +162,12 @@ _PENDING_INSERT = sa.insert(PendingAuditEntry.__table__)
 PENDING_COLUMNS = ("at", "actor_id", "actor", "action", "entity", "entity_id", "before", "after", "unsealed")
 
 
-def pending_entry(
+def entry_row(
     *, at: datetime, actor_id: int, actor: str, action: str, entity: Any, after: dict[str, Any]
 ) -> dict[str, Any]:
-    """The `audit_pending` row (PENDING_COLUMNS) of a change to `entity`, whose state after it is `after`,
-    for a writer that inserts it itself (a partner's pledge on PostgreSQL: service.emergencies.intake)."""
-    row = {
+    """The entry of a change to `entity` (a row), whose state after it is `after`, for a writer that stores
+    it itself (a partner's pledge: service.emergencies.intake) with `pending_row` or `append_sealed`."""
+    return {
         "at": at,
         "actor_id": actor_id,
         "actor": actor,
@@ -177,7 +177,21 @@ def pending_entry(
         "before": None,
         "after": _dump(after),
     }
+
+
+def pending_row(row: dict[str, Any]) -> dict[str, Any]:
+    """PostgreSQL: an entry as `audit_pending` takes it (PENDING_COLUMNS), for the trigger to seal."""
     return {**row, "unsealed": _unsealed(row)}
+
+
+def append_sealed(execute: Any, rows: list[dict[str, Any]]) -> None:
+    """SQLite: the entries hashed onto the chain's head and inserted in order, by `execute` (a session's or
+    a connection's) inside a writing transaction, which holds the database already."""
+    prev = execute(_HEAD).scalar() or GENESIS
+    for row in rows:
+        row["prev_hash"] = prev
+        row["hash"] = prev = _chained(_unsealed(row), prev)
+        execute(_INSERT, row)  # one row a statement: ids follow the chain's order
 
 
 def _entry_row(item: dict[str, Any]) -> dict[str, Any]:
@@ -206,13 +220,9 @@ def _seal(session: Session) -> None:
     session.flush()  # new rows get their ids
     rows = [_entry_row(item) for item in pending]
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(_PENDING_INSERT, [{**row, "unsealed": _unsealed(row)} for row in rows])
-        return
-    prev = session.execute(_HEAD).scalar() or GENESIS  # SQLite: this writer holds the database already
-    for row in rows:
-        row["prev_hash"] = prev
-        row["hash"] = prev = _chained(_unsealed(row), prev)
-        session.execute(_INSERT, row)  # one row a statement: ids follow the chain's order
+        session.execute(_PENDING_INSERT, [pending_row(row) for row in rows])
+    else:
+        append_sealed(session.execute, rows)
 
 
 # Whether PostgreSQL's trigger that seals the entries is there and fires ('O': on, 'A': always).

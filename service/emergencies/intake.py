@@ -13,6 +13,8 @@ Anything else (staff naming an organisation, a token that is not a live partner'
 `service.create_pledge`, which answers it as before (401, 403, …).
 """
 
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime
 from typing import Any
 
@@ -25,7 +27,8 @@ from service import audit
 from service.auth import LIVE_TOKEN, token_digest
 from service.db import utcnow
 from service.emergencies import service
-from service.emergencies.models import EmergencyStatus, Need, NeedStatus, Pledge, PledgeCreate, PledgeStatus
+from service.emergencies.coverage import PLEDGED_OF_NEED
+from service.emergencies.models import Emergency, EmergencyStatus, Need, NeedStatus, Pledge, PledgeCreate, PledgeStatus
 from service.errors import NotFound
 from service.partners.models import Organisation
 from service.users.models import STAFF_ROLES, AuthToken, Role, User
@@ -33,7 +36,7 @@ from service.users.models import STAFF_ROLES, AuthToken, Role, User
 _POSTGRESQL = psycopg_dialect()
 
 
-class _Statement:
+class _Compiled:
     """A Core statement compiled once for PostgreSQL and run on psycopg directly: its parameters and
     results converted by the columns' types, as SQLAlchemy converts them."""
 
@@ -60,49 +63,57 @@ class _Statement:
 
 
 # Who asks: the same conditions as any login by token (service.auth), only the columns a pledge needs.
-_WHO = _Statement(
+_WHO = (
     sa.select(User.id, User.email, User.roles, User.is_active, User.organisation_id, Organisation.verification_status)
     .join(AuthToken, AuthToken.user_id == User.id)
     .outerjoin(Organisation, Organisation.id == User.organisation_id)
     .where(*LIVE_TOKEN)
 )
-# The need under its row lock, its emergency's status and its live total counted once the lock is granted
-# (the service's own statement, see service._LOCKED), and the id the new pledge will have.
-_NEED = _Statement(
+# The need's status, unit and quantity, its emergency's status, its live total and the new pledge's id.
+# PostgreSQL: the need under its row lock, its total counted once the lock is granted (the service's own
+# statement, see service.LOCKED_FOR_PLEDGE), the id from the sequence.
+_NEED_ON_POSTGRESQL = sa.select(
+    service.LOCKED_FOR_PLEDGE.c.status,
+    service.LOCKED_FOR_PLEDGE.c.unit,
+    service.LOCKED_FOR_PLEDGE.c.quantity,
+    service.LOCKED_FOR_PLEDGE.c.emergency_status,
+    service.LIVE_TOTAL,
+    sa.func.nextval(sa.func.pg_get_serial_sequence(Pledge.__tablename__, "id")),
+)
+# SQLite: the writer holds the database from BEGIN, so plain subqueries count what is there, and the id is
+# the one SQLite would give the row itself.
+_NEED_ON_SQLITE = (
     sa.select(
-        service.LOCKED_FOR_PLEDGE.c.status,
-        service.LOCKED_FOR_PLEDGE.c.unit,
-        service.LOCKED_FOR_PLEDGE.c.quantity,
-        service.LOCKED_FOR_PLEDGE.c.emergency_status,
-        service.LIVE_TOTAL,
-        sa.func.nextval(sa.func.pg_get_serial_sequence(Pledge.__tablename__, "id")),
+        Need.status,
+        Need.unit,
+        Need.quantity,
+        Emergency.status,
+        PLEDGED_OF_NEED,
+        sa.select(sa.func.coalesce(sa.func.max(Pledge.id), 0) + 1).scalar_subquery(),
     )
+    .join(Emergency, Emergency.id == Need.emergency_id)
+    .where(Need.id == sa.bindparam("need_id"))
 )
 _PLEDGE_COLUMNS = [column.name for column in Pledge.__table__.columns]
-_INSERT_PLEDGE = _Statement(sa.insert(Pledge.__table__).inline(), column_keys=_PLEDGE_COLUMNS)
-_SOURCE = "a partner's pledge (service/emergencies/intake.py)"
-_INSERT_ENTRY = _Statement(sa.insert(audit.PendingAuditEntry.__table__).inline(), column_keys=audit.PENDING_COLUMNS)
+_INSERT_PLEDGE = sa.insert(Pledge.__table__)
 
 
 def partner_pledge(session: Session, raw_token: str | None, need_id: int, data: PledgeCreate) -> Pledge | None:
-    """The pledge made, or None when this is not a partner's own pledge on PostgreSQL (nothing was changed:
-    `service.create_pledge` answers it). Refusals raise as `service.create_pledge` raises them."""
-    if raw_token is None or data.organisation_id is not None or session.get_bind().dialect.name != "postgresql":
+    """The pledge made, or None when this is not a partner's own pledge (nothing was changed:
+    `service.create_pledge` answers it). Refusals raise as `service.create_pledge` raises them.
+
+    `session` is the request's (on SQLite a writer's, queued at the write gate); its engine's pool lends
+    the connection, used past the ORM, and the session itself is left untouched."""
+    if raw_token is None or data.organisation_id is not None:
         return None
     service.check_pledge_times(data)
     now = utcnow()
     engine = session.get_bind()
-    # A connection of the session's pool (checked as the pool checks it), used past the ORM; the session
-    # itself is left untouched for `service.create_pledge` if this is not for here.
     with engine.connect() as connection:
-        raw = connection.connection.dbapi_connection
-        try:
-            with raw.pipeline():
-                who = raw.execute(_WHO.sql, _WHO.params({"digest": token_digest(raw_token), "kind": "api", "now": now}))
-                locked = raw.execute(_NEED.sql, _NEED.params({"need_id": need_id}))
-            who, locked = _WHO.row(who.fetchone()), _NEED.row(locked.fetchone())
+        way = _Pipelined(connection) if engine.dialect.name == "postgresql" else _InOrder(connection)
+        with way.transaction():
+            who, locked = way.read({"digest": token_digest(raw_token), "kind": "api", "now": now}, need_id)
             if who is None or not _plain_partner(*who[2:5]):
-                raw.rollback()
                 return None
             actor_id, actor, _, _, organisation_id, verification_status = who
             if locked is None or (locked[0], locked[3]) != (NeedStatus.open, EmergencyStatus.active):
@@ -111,29 +122,77 @@ def partner_pledge(session: Session, raw_token: str | None, need_id: int, data: 
             need = Need.model_construct(id=need_id, status=status, unit=unit, quantity=quantity)
             service.check_new_pledge(need, emergency_status, verification_status, data.quantity, pledged)
             pledge = _new_pledge(pledge_id, need_id, organisation_id, actor_id, data, now)
-            entry = audit.pending_entry(
-                at=now,
-                actor_id=actor_id,
-                actor=actor,
-                action="pledge.create",
-                entity=pledge,
-                after=audit.snapshot(pledge),
+            after = audit.snapshot(pledge)
+            entry = audit.entry_row(
+                at=now, actor_id=actor_id, actor=actor, action="pledge.create", entity=pledge, after=after
             )
-            with raw.pipeline():
-                raw.execute(_INSERT_PLEDGE.sql, _INSERT_PLEDGE.params({c: getattr(pledge, c) for c in _PLEDGE_COLUMNS}))
-                raw.execute(_INSERT_ENTRY.sql, _INSERT_ENTRY.params(entry))
-                raw.commit()
+            way.write({column: getattr(pledge, column) for column in _PLEDGE_COLUMNS}, entry)
             return pledge
+
+
+class _InOrder:
+    """SQLite: the statements one after another on SQLAlchemy's connection. Its first one begins a writing
+    transaction (the engine's listener takes this process's writer lock and begins IMMEDIATE); closing
+    the connection uncommitted rolls it back. The app seals the audit entry, as the ORM's sessions do."""
+
+    def __init__(self, connection: sa.Connection) -> None:
+        self.connection = connection
+
+    def transaction(self) -> AbstractContextManager[None]:
+        return nullcontext()  # SQLAlchemy's exceptions are already the app's
+
+    def read(self, who: dict[str, Any], need_id: int) -> tuple[Any, Any]:
+        asked = self.connection.execute(_WHO, who).first()
+        return asked, self.connection.execute(_NEED_ON_SQLITE, {"need_id": need_id}).first()
+
+    def write(self, pledge: dict[str, Any], entry: dict[str, Any]) -> None:
+        self.connection.execute(_INSERT_PLEDGE, pledge)
+        audit.append_sealed(self.connection.execute, [entry])
+        self.connection.commit()
+
+
+class _Pipelined:
+    """PostgreSQL: psycopg's pipelines on the connection SQLAlchemy lends, so that the statements of each
+    step go in one round trip: BEGIN, who asks and the need under its lock; the pledge, its audit entry
+    and COMMIT (the trigger seals the entry then)."""
+
+    def __init__(self, connection: sa.Connection) -> None:
+        self.connection = connection
+        self.raw = connection.connection.dbapi_connection
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        try:
+            yield
         except psycopg.Error as error:
             # Raised as SQLAlchemy raises it: the app answers a DataError with 422, a timeout with 503.
-            if raw.broken or engine.dialect.is_disconnect(error, raw, None):
-                connection.invalidate()
+            if self.raw.broken or self.connection.dialect.is_disconnect(error, self.raw, None):
+                self.connection.invalidate()
             else:
-                raw.rollback()
+                self.raw.rollback()
             raise sa.exc.DBAPIError.instance(_SOURCE, None, error, psycopg.Error) from error
-        except BaseException:
-            raw.rollback()
-            raise
+        finally:
+            if not self.raw.closed and self.raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                self.raw.rollback()  # refused, or not for here
+
+    def read(self, who: dict[str, Any], need_id: int) -> tuple[Any, Any]:
+        with self.raw.pipeline():
+            asked = self.raw.execute(_WHO_SQL.sql, _WHO_SQL.params(who))
+            locked = self.raw.execute(_NEED_SQL.sql, _NEED_SQL.params({"need_id": need_id}))
+        return _WHO_SQL.row(asked.fetchone()), _NEED_SQL.row(locked.fetchone())
+
+    def write(self, pledge: dict[str, Any], entry: dict[str, Any]) -> None:
+        with self.raw.pipeline():
+            self.raw.execute(_INSERT_PLEDGE_SQL.sql, _INSERT_PLEDGE_SQL.params(pledge))
+            self.raw.execute(_INSERT_ENTRY_SQL.sql, _INSERT_ENTRY_SQL.params(audit.pending_row(entry)))
+            self.raw.commit()
+
+
+_SOURCE = "a partner's pledge (service/emergencies/intake.py)"
+_WHO_SQL = _Compiled(_WHO)
+_NEED_SQL = _Compiled(_NEED_ON_POSTGRESQL)
+_INSERT_PLEDGE_SQL = _Compiled(_INSERT_PLEDGE.inline(), column_keys=_PLEDGE_COLUMNS)  # inline: no RETURNING
+_INSERT_ENTRY_SQL = _Compiled(sa.insert(audit.PendingAuditEntry.__table__).inline(), column_keys=audit.PENDING_COLUMNS)
 
 
 def _plain_partner(roles: list[str], is_active: bool, organisation_id: int | None) -> bool:
