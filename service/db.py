@@ -4,7 +4,7 @@ import asyncio
 import select
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -222,21 +222,31 @@ def _sqlite_write_gate(app: Any) -> asyncio.Lock:
 
 
 @asynccontextmanager
-async def request_session(request: Request, *, write: bool) -> AsyncIterator[Session]:
-    """A session for part of a request: a writer (on SQLite queued behind this process's other writing
-    requests) or a plain reader.
+async def write_turn(request: Request) -> AsyncIterator[Engine]:
+    """A writing request's turn, with the engine to write with: on SQLite queued behind this process's
+    other writing requests, in the event loop.
 
     On SQLite a writing request holds the write lock from its first query to its end, across several
-    hops through the thread pool (dependencies, route, response). Writing requests therefore queue here,
-    in the event loop, before they take a thread: queued in pool threads instead, 40 of them would take
-    every thread while the one holding the lock waited for a thread to go on, and all stalled for 30 s.
+    hops through the thread pool (dependencies, route, response). Writing requests therefore queue here
+    before they take a thread: queued in pool threads instead, 40 of them would take every thread while
+    the one holding the lock waited for a thread to go on, and all stalled for 30 s.
     """
     engine: Engine = request.app.state.engine
-    gate = _sqlite_write_gate(request.app) if write and engine.dialect.name == "sqlite" else None
+    gate = _sqlite_write_gate(request.app) if engine.dialect.name == "sqlite" else None
     if gate is not None:
         await gate.acquire()
     try:
-        session = Session(write_engine(engine) if write else engine, expire_on_commit=False)
+        yield write_engine(engine)
+    finally:
+        if gate is not None:
+            gate.release()
+
+
+@asynccontextmanager
+async def request_session(request: Request, *, write: bool) -> AsyncIterator[Session]:
+    """A session for part of a request: a writer (in its `write_turn`) or a plain reader."""
+    async with write_turn(request) if write else nullcontext(request.app.state.engine) as engine:
+        session = Session(engine, expire_on_commit=False)
         try:
             yield session
         finally:
@@ -245,9 +255,6 @@ async def request_session(request: Request, *, write: bool) -> AsyncIterator[Ses
                     await run_in_threadpool(session.close)
             else:
                 session.close()
-    finally:
-        if gate is not None:
-            gate.release()
 
 
 async def get_session(request: Request) -> AsyncIterator[Session]:

@@ -20,8 +20,8 @@ from typing import Any
 
 import psycopg
 import sqlalchemy as sa
+from sqlalchemy import Engine
 from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
-from sqlmodel import Session
 
 from service import audit
 from service.auth import LIVE_TOKEN, token_digest
@@ -98,17 +98,16 @@ _PLEDGE_COLUMNS = [column.name for column in Pledge.__table__.columns]
 _INSERT_PLEDGE = sa.insert(Pledge.__table__)
 
 
-def partner_pledge(session: Session, raw_token: str | None, need_id: int, data: PledgeCreate) -> Pledge | None:
+def partner_pledge(engine: Engine, raw_token: str | None, need_id: int, data: PledgeCreate) -> Pledge | None:
     """The pledge made, or None when this is not a partner's own pledge (nothing was changed:
     `service.create_pledge` answers it). Refusals raise as `service.create_pledge` raises them.
 
-    `session` is the request's (on SQLite a writer's, queued at the write gate); its engine's pool lends
-    the connection, used past the ORM, and the session itself is left untouched."""
+    `engine` writes (on SQLite the request has its `write_turn`); its pool lends the connection, used past
+    the ORM."""
     if raw_token is None or data.organisation_id is not None:
         return None
     service.check_pledge_times(data)
     now = utcnow()
-    engine = session.get_bind()
     with engine.connect() as connection:
         way = _Pipelined(connection) if engine.dialect.name == "postgresql" else _InOrder(connection)
         with way.transaction():

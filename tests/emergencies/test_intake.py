@@ -7,6 +7,8 @@ A partner naming their own organisation (`organisation_id`) is answered by `serv
 same request with and without it compares the two ways."""
 
 import json
+import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -14,12 +16,12 @@ from sqlmodel import Session, col, func, select
 
 from service import audit
 from service.audit import AuditEntry, unsealed_entries, verify_chain
-from service.db import utcnow
+from service.db import utcnow, write_engine
 from service.emergencies import service
 from service.emergencies.models import Emergency, Pledge
 from service.partners.models import VerificationStatus
 from service.users.models import AuthToken
-from tests.emergencies.build import Logistics, iso
+from tests.emergencies.build import Logistics, iso, later
 from tests.factories import api_headers, make_partner, make_user
 
 
@@ -201,3 +203,28 @@ def test_anyone_but_a_live_partner_pledging_for_their_own_organisation_is_left_t
     with Session(engine) as s:
         pledges = s.exec(select(Pledge).where(Pledge.need_id == need)).all()
     assert [p.organisation_id for p in pledges] == [other.id]
+
+
+def test_a_partners_pledge_waiting_for_the_needs_lock_counts_what_the_holder_committed(client, engine, scene, through):
+    """As the service's (test_coverage): the total is read once the lock is granted, so the pledge of the
+    transaction it waited for counts, though it was not committed when the quick way's statement began."""
+    build = scene["build"]
+    need_id = build.need(scene["emergency"], quantity=10, unit="pcs")
+    build.pledge(need_id, scene["org"].id, "accepted", quantity=3)
+    made = len(through)
+    answers: list = []
+    with Session(write_engine(engine)) as holder:
+        assert service._lock_need_to_pledge(holder, need_id)[2] == 3
+        body = {"quantity": 2, "deliver_by": iso()}
+        path = f"/api/v1/needs/{need_id}/pledges"
+        waiter = threading.Thread(target=lambda: answers.append(client.post(path, json=body, headers=scene["rep"])))
+        waiter.start()
+        time.sleep(0.5)
+        assert waiter.is_alive() and not answers  # waiting for the need's lock
+        holder.add(Pledge(need_id=need_id, organisation_id=scene["org"].id, quantity=6, deliver_by=later()))
+        holder.commit()
+    waiter.join(10)
+    assert answers[0].status_code == 409, answers[0].text  # 1 left, 2 offered
+    assert through[made:] == []  # it went the quick way
+    with Session(engine) as s:
+        assert service.pledged_total(session=s, need_id=need_id) == 9
