@@ -16,7 +16,7 @@ Anything else (staff naming an organisation, a token that is not a live partner'
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 import sqlalchemy as sa
@@ -34,6 +34,7 @@ from service.partners.models import Organisation
 from service.users.models import STAFF_ROLES, AuthToken, Role, User
 
 _POSTGRESQL = psycopg_dialect()
+T = TypeVar("T")
 
 
 class _Compiled:
@@ -118,7 +119,7 @@ def partner_pledge(engine: Engine, raw_token: str | None, need_id: int, data: Pl
             if locked is None or (locked[0], locked[3]) != (NeedStatus.open, EmergencyStatus.active):
                 raise NotFound(service.NO_SUCH_NEED)  # as a partner sees it (service.create_pledge's only_open)
             status, unit, quantity, emergency_status, pledged, pledge_id = locked
-            need = Need.model_construct(id=need_id, status=status, unit=unit, quantity=quantity)
+            need = _built(Need, id=need_id, status=status, unit=unit, quantity=quantity)
             service.check_new_pledge(need, emergency_status, verification_status, data.quantity, pledged)
             pledge = _new_pledge(pledge_id, need_id, organisation_id, actor_id, data, now)
             after = audit.snapshot(pledge)
@@ -202,18 +203,23 @@ def _plain_partner(roles: list[str], is_active: bool, organisation_id: int | Non
 def _new_pledge(
     pledge_id: int, need_id: int, organisation_id: int, actor_id: int, data: PledgeCreate, now: datetime
 ) -> Pledge:
-    """The pledge as `service.create_pledge` makes it (its audit snapshot the same), built without the
-    ORM's validation and instrumentation: every value is one the request's model already checked."""
-    given = {
-        "id": pledge_id,
-        "need_id": need_id,
-        "organisation_id": organisation_id,
-        "quantity": data.quantity,
-        "available_from": data.available_from,
-        "deliver_by": data.deliver_by,
-        "note": data.note,
-        "status": PledgeStatus.offered,
-        "created_at": now,
-        "created_by_id": actor_id,
-    }
-    return Pledge.model_construct(**{column: given.get(column) for column in _PLEDGE_COLUMNS})
+    """The pledge as `service.create_pledge` makes it (its audit snapshot the same)."""
+    return _built(
+        Pledge,
+        id=pledge_id,
+        need_id=need_id,
+        organisation_id=organisation_id,
+        quantity=data.quantity,
+        available_from=data.available_from,
+        deliver_by=data.deliver_by,
+        note=data.note,
+        status=PledgeStatus.offered,
+        created_at=now,
+        created_by_id=actor_id,
+    )
+
+
+def _built(model: type[T], **values: Any) -> T:
+    """A row's model from `values` (None for the rest), without the ORM's validation and instrumentation
+    or pydantic's defaults: every value is one the request's model or the database already checked."""
+    return model.model_construct(**{column.name: values.get(column.name) for column in model.__table__.columns})
