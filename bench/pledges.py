@@ -2,8 +2,8 @@
 coverage board's time on a big emergency.
 
 Intake: 200 open needs (most large, some small so that 409s happen), 32 partner clients pledging against
-random needs for 20 s. Afterwards every need's live pledged total is checked against its quantity in the
-database, and the audit chain is verified. Board: an emergency of 500 needs and 5,000 pledges (offered,
+random needs for 20 s, in two rounds alternating with the bare `/healthz` rounds. Afterwards every need's
+live pledged total is checked against its quantity in the database, and the audit chain is verified. Board: an emergency of 500 needs and 5,000 pledges (offered,
 accepted, in transit, delivered, declined; receipts, overdue ones) and a triage list of offers; the data
 (`needs_with_coverage` + `overdue_pledges` + offers) in-process, and the page through the server.
 
@@ -58,6 +58,9 @@ CLIENTS = int(os.environ.get("BENCH_CLIENTS", 32))
 PROCESSES = int(os.environ.get("BENCH_PROCESSES", 4))  # client processes; CLIENTS threads spread over them
 SECONDS = float(os.environ.get("BENCH_SECONDS", 20))
 BARE_SECONDS = float(os.environ.get("BENCH_BARE_SECONDS", 10))
+# The bare rate and the intake are measured in alternating rounds, so that the machine's drift (other work
+# on it moves either by a quarter between runs) falls on both alike instead of on one of them.
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", 2))
 NEEDS = 200
 SMALL_NEEDS = 20  # of 10 pcs: they fill up within seconds, and later pledges against them get 409
 BOARD_NEEDS, BOARD_PLEDGES, BOARD_RENDERS = 500, 5000, 20
@@ -119,6 +122,13 @@ class Load:
         self.name, self.seconds = name, seconds
         self.statuses: dict[int, int] = {}
         self.latencies: list[float] = []
+
+    def add(self, other: "Load") -> None:
+        """Another round's tallies added to these."""
+        self.seconds += other.seconds
+        for status, count in other.statuses.items():
+            self.statuses[status] = self.statuses.get(status, 0) + count
+        self.latencies.extend(other.latencies)
 
     def rate(self, *statuses: int) -> float:
         count = sum(n for s, n in self.statuses.items() if not statuses or s in statuses)
@@ -366,8 +376,10 @@ def run(backend: str) -> None:
     with tempfile.TemporaryDirectory() as tmp, fresh_database(backend, Path(tmp)) as url:
         tokens, need_ids = seed_intake(url)
         with server(url, workers=workers) as base:
-            bare = run_load("GET /healthz (bare)", base, [], need_ids, BARE_SECONDS)
-            intake = run_load("POST …/pledges: 201s", base, tokens, need_ids, SECONDS)
+            bare, intake = Load("GET /healthz (bare)", 0), Load("POST …/pledges: 201s", 0)
+            for _ in range(ROUNDS):
+                bare.add(run_load(bare.name, base, [], need_ids, BARE_SECONDS / ROUNDS))
+                intake.add(run_load(intake.name, base, tokens, need_ids, SECONDS / ROUNDS))
             emergency_id = seed_board(url)
             page, page_ms, page_bytes = time_board_page(base, emergency_id)
         violations, in_db, audit_rows, chain_intact = check_intake(url, need_ids)
@@ -382,7 +394,10 @@ def run(backend: str) -> None:
         (bare.name, bare.rate(), bare.percentile(50), bare.percentile(99), BARE_SECONDS),
         (intake.name, intake.rate(201), intake.percentile(50), p99, SECONDS),
     ]
-    print(f"\n[{backend}] server workers {workers}; {CLIENTS} clients in {PROCESSES} processes, http.client keep-alive")
+    print(
+        f"\n[{backend}] server workers {workers}; {CLIENTS} clients in {PROCESSES} processes, http.client keep-alive;"
+        f" bare and intake alternating in {ROUNDS} rounds"
+    )
     for name, rate, p50, p99_, seconds in rows:
         print(f"  {name:<24} {rate:8.1f} req/s   p50 {p50:6.1f} ms   p99 {p99_:6.1f} ms   ({seconds:.0f} s)")
     print(f"  answers: 201 {created}, 409 {refused}, other {other or 'none'} (all answers {intake.rate():.1f}/s)")
