@@ -1,16 +1,17 @@
-"""A partner's pledge through the API on PostgreSQL, in two round trips to the database.
+"""A partner's pledge through the API, the quick way: the route a surge hits hardest.
 
-The route a surge hits hardest. Through the ORM a pledge took six round trips (BEGIN, the token, the need
-under its lock, the pledge's INSERT, the audit entry's, COMMIT) and about as much of the app's CPU in
-SQLAlchemy's unit of work and result handling as in all the rest, while PostgreSQL, the load and the app
-share the machine. Here the same statements go to psycopg directly, in two pipelines: who asks and the
-need under its lock with its live total and the new pledge's id; then the pledge, its audit entry and
-COMMIT. The checks are the service's own (`check_pledge_times`, `check_new_pledge`); the statements are
-SQLAlchemy's, compiled once, and every value passes through its column's type as SQLAlchemy would pass it.
+Through the ORM a pledge spent about as much of the app's CPU in SQLAlchemy's unit of work and result
+handling as in all the rest, and on PostgreSQL took six round trips (BEGIN, the token, the need under its
+lock, the pledge's INSERT, the audit entry's, COMMIT) while PostgreSQL, the load and the app share the
+machine. Here the same statements are sent past the ORM: on PostgreSQL to psycopg directly, in two
+pipelines (who asks, and the need under its lock with its live total and the new pledge's id; then the
+pledge, its audit entry and COMMIT); on SQLite one after another on SQLAlchemy's connection. The checks are
+the service's own (`check_pledge_times`, `check_new_pledge`), the statements SQLAlchemy's, compiled once,
+and every value passes through its column's type as SQLAlchemy would pass it.
 
 Only the common case comes here: a partner user's bearer token, pledging for their own organisation.
-Anything else (staff naming an organisation, a token that is not a live partner's, SQLite) is left to
-`service.create_pledge`, which answers it as before (401, 403, …).
+Anything else (staff naming an organisation, a partner naming one, a token that is not a live partner's)
+is left to `service.create_pledge`, which answers it as before (401, 403, …).
 """
 
 from collections.abc import Iterator
