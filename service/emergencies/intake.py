@@ -154,8 +154,8 @@ class _InOrder:
 
 class _Pipelined:
     """PostgreSQL: psycopg's pipelines on the connection SQLAlchemy lends, so that the statements of each
-    step go in one round trip: BEGIN, who asks and the need under its lock; the pledge, its audit entry
-    and COMMIT (the trigger seals the entry then)."""
+    step go in one round trip: BEGIN, who asks and the need under its lock; the pledge with its audit entry
+    (one statement) and COMMIT (the trigger seals the entry then)."""
 
     def __init__(self, connection: sa.Connection) -> None:
         self.connection = connection
@@ -178,22 +178,44 @@ class _Pipelined:
 
     def read(self, who: dict[str, Any], need_id: int) -> tuple[Any, Any]:
         with self.raw.pipeline():
-            asked = self.raw.execute(_WHO_SQL.sql, _WHO_SQL.params(who))
-            locked = self.raw.execute(_NEED_SQL.sql, _NEED_SQL.params({"need_id": need_id}))
-        return _WHO_SQL.row(asked.fetchone()), _NEED_SQL.row(locked.fetchone())
+            cursor = self.raw.execute(_READ_SQL.sql, _READ_SQL.params({**who, "need_id": need_id}))
+        row = _READ_SQL.row(cursor.fetchone())
+        width = len(_WHO.selected_columns)
+        asked, locked = row[:width], row[width:]
+        return (asked if asked[0] is not None else None), (locked if locked[0] is not None else None)
 
     def write(self, pledge: dict[str, Any], entry: dict[str, Any]) -> None:
+        values = {**{f"pledge_{name}": value for name, value in pledge.items()}, **audit.pending_row(entry)}
         with self.raw.pipeline():
-            self.raw.execute(_INSERT_PLEDGE_SQL.sql, _INSERT_PLEDGE_SQL.params(pledge))
-            self.raw.execute(_INSERT_ENTRY_SQL.sql, _INSERT_ENTRY_SQL.params(audit.pending_row(entry)))
+            self.raw.execute(_INSERT_BOTH_SQL.sql, _INSERT_BOTH_SQL.params(values))
             self.raw.commit()
 
 
 _SOURCE = "a partner's pledge (service/emergencies/intake.py)"
-_WHO_SQL = _Compiled(_WHO)
-_NEED_SQL = _Compiled(_NEED_ON_POSTGRESQL)
-_INSERT_PLEDGE_SQL = _Compiled(_INSERT_PLEDGE.inline(), column_keys=_PLEDGE_COLUMNS)  # inline: no RETURNING
-_INSERT_ENTRY_SQL = _Compiled(sa.insert(audit.PendingAuditEntry.__table__).inline(), column_keys=audit.PENDING_COLUMNS)
+# Who asks and the need, in one statement: each a subquery outer-joined to one row, so that either may be
+# missing (NULLs) without the other going missing.
+_WHO_ROW, _NEED_ROW = _WHO.subquery("who_asks"), _NEED_ON_POSTGRESQL.subquery("the_need")
+_READ_SQL = _Compiled(
+    sa.select(_WHO_ROW, _NEED_ROW).select_from(
+        sa.select(sa.literal_column("1").label("one"))
+        .subquery("one")
+        .outerjoin(_WHO_ROW, sa.true())
+        .outerjoin(_NEED_ROW, sa.true())
+    )
+)
+# The pledge and its audit entry in one statement (the pledge's INSERT in a WITH): parameters `pledge_<column>`
+# and the entry's columns. Inline: no RETURNING.
+_PENDING = audit.PendingAuditEntry.__table__
+_INSERT_BOTH_SQL = _Compiled(
+    sa.insert(_PENDING)
+    .values({name: sa.bindparam(name, type_=_PENDING.c[name].type) for name in audit.PENDING_COLUMNS})
+    .add_cte(
+        _INSERT_PLEDGE.values(
+            {c.name: sa.bindparam(f"pledge_{c.name}", type_=c.type) for c in Pledge.__table__.columns}
+        ).cte("new_pledge")
+    )
+    .inline()
+)
 
 
 def _plain_partner(roles: list[str], is_active: bool, organisation_id: int | None) -> bool:
