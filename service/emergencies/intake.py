@@ -108,7 +108,6 @@ def partner_pledge(engine: Engine, raw_token: str | None, need_id: int, data: Pl
     the ORM."""
     if raw_token is None or data.organisation_id is not None:
         return None
-    service.check_pledge_times(data)
     now = utcnow()
     with engine.connect() as connection:
         way = _Pipelined(connection) if engine.dialect.name == "postgresql" else _InOrder(connection)
@@ -116,6 +115,7 @@ def partner_pledge(engine: Engine, raw_token: str | None, need_id: int, data: Pl
             who, locked = way.read({"digest": token_digest(raw_token), "kind": "api", "now": now}, need_id)
             if who is None or not _plain_partner(*who[2:5]):
                 return None
+            service.check_pledge_times(data)  # after the login, as the service's way checks them
             actor_id, actor, _, _, organisation_id, verification_status = who
             if locked is None or (locked[0], locked[3]) != (NeedStatus.open, EmergencyStatus.active):
                 raise NotFound(service.NO_SUCH_NEED)  # as a partner sees it (service.create_pledge's only_open)

@@ -172,6 +172,7 @@ def test_anyone_but_a_live_partner_pledging_for_their_own_organisation_is_left_t
     need = build.need(scene["emergency"], quantity=1000, unit="l")
     path = f"/api/v1/needs/{need}/pledges"
     good = {"quantity": 5, "deliver_by": iso()}
+    late = {**good, "deliver_by": (utcnow() - timedelta(hours=2)).isoformat()}
     other = make_partner(session, name="Друга организация")
     both = make_user(session, "partner", "coordinator", organisation=scene["org"])
     lone = make_user(session, "partner")  # a partner user no organisation has yet
@@ -195,9 +196,10 @@ def test_anyone_but_a_live_partner_pledging_for_their_own_organisation_is_left_t
         client.post(path, json=good, headers=leaving_headers).status_code,
         client.post(path, json=good, headers=ended_headers).status_code,
         client.post(path, json=good, headers={"Authorization": "Bearer not-a-token"}).status_code,
+        client.post(path, json=late, headers={"Authorization": "Bearer not-a-token"}).status_code,  # login first
         client.post(path, json=good).status_code,
     ]
-    assert answers == [201, 422, 403, 403, 401, 401, 401, 401]
+    assert answers == [201, 422, 403, 403, 401, 401, 401, 401, 401]
     # Only the first reaches service.create_pledge; the others are refused before it, as before.
     assert through == ["service"]
     with Session(engine) as s:
