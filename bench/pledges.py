@@ -3,9 +3,10 @@ coverage board's time on a big emergency.
 
 Intake: 200 open needs (most large, some small so that 409s happen), 32 partner clients pledging against
 random needs for 20 s, in two rounds alternating with the bare `/healthz` rounds. Afterwards every need's
-live pledged total is checked against its quantity in the database, and the audit chain is verified. Board: an emergency of 500 needs and 5,000 pledges (offered,
-accepted, in transit, delivered, declined; receipts, overdue ones) and a triage list of offers; the data
-(`needs_with_coverage` + `overdue_pledges` + offers) in-process, and the page through the server.
+live pledged total is checked against its quantity in the database, and the audit chain is verified.
+Board: an emergency of 500 needs and 5,000 pledges (offered, accepted, in transit, delivered, declined;
+receipts, overdue ones) and a triage list of offers; the data (`needs_with_coverage` + `overdue_pledges` +
+offers) in-process, and the page through the server.
 
 The load generator shares the machine with the server, so it is kept cheap: plain `http.client`
 keep-alive connections (a tenth of httpx's cost per request), spread over several processes so that one
