@@ -16,11 +16,14 @@ from sqlmodel import Session, col, func, select
 
 from service import audit
 from service.audit import AuditEntry, unsealed_entries, verify_chain
-from service.db import utcnow, write_engine
-from service.emergencies import service
-from service.emergencies.models import Emergency, Pledge
+from service.db import create_db_engine, utcnow, write_engine
+from service.emergencies import intake, service
+from service.emergencies.models import Emergency, Pledge, PledgeCreate
+from service.emergencies.service import PledgeExceedsNeed
+from service.errors import NotFound
 from service.partners.models import VerificationStatus
 from service.users.models import AuthToken
+from tests.conftest import only
 from tests.emergencies.build import Logistics, iso, later
 from tests.factories import api_headers, make_partner, make_user
 
@@ -230,3 +233,41 @@ def test_a_partners_pledge_waiting_for_the_needs_lock_counts_what_the_holder_com
     assert through[made:] == []  # it went the quick way
     with Session(engine) as s:
         assert service.pledged_total(session=s, need_id=need_id) == 9
+
+
+@only("postgresql")
+def test_a_refused_pledge_leaves_the_connections_prepared_statements_in_place(engine, scene, database_url):
+    """A refusal ends its transaction without a rollback, which psycopg would answer with DEALLOCATE ALL:
+    PostgreSQL would then parse and plan the next pledges' statements anew (most pledges' plans, with one
+    refusal in ten). Its own engine, used one request at a time: one pooled connection throughout."""
+    build = scene["build"]
+    need = build.need(scene["emergency"], quantity=100, unit="l")
+    token = scene["rep"]["Authorization"].removeprefix("Bearer ")
+    quick = write_engine(create_db_engine(database_url))
+
+    def prepared() -> list[str]:
+        with quick.connect() as connection:
+            names = connection.exec_driver_sql("SELECT statement FROM pg_prepared_statements ORDER BY name")
+            statements = list(names.scalars())
+            connection.commit()  # (a rollback would forget them)
+        return statements
+
+    def pledge(quantity: int) -> Pledge | None:
+        return intake.partner_pledge(quick, token, need, PledgeCreate(quantity=quantity, deliver_by=later()))
+
+    try:
+        for _ in range(7):  # psycopg prepares a statement on its sixth run
+            assert pledge(1) is not None
+        before = prepared()
+        assert len(before) == 2  # who asks with the need; the pledge with its audit entry
+        with pytest.raises(PledgeExceedsNeed):
+            pledge(94)  # 93 left
+        with pytest.raises(NotFound):
+            intake.partner_pledge(quick, token, 999_999, PledgeCreate(quantity=1, deliver_by=later()))
+        assert pledge(1) is not None
+        assert prepared() == before
+    finally:
+        quick.dispose()
+    with Session(engine) as s:
+        assert service.pledged_total(session=s, need_id=need) == 8
+        assert verify_chain(s)[1] is None
