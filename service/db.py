@@ -14,6 +14,7 @@ import anyio
 import sqlalchemy as sa
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel
@@ -123,6 +124,8 @@ def create_db_engine(url: str, *, timeouts: bool = False) -> Engine:
         connect_args |= _postgresql_timeouts(url) if timeouts else {}
         engine = sa.create_engine(url, pool_size=10, max_overflow=20, connect_args=connect_args, **pool)
         event.listen(engine, "checkout", _check_alive)
+        engine._accord_connect_args = connect_args  # for the event loop's connections (`event_loop_pool_open`)
+        engine._accord_pool_timeout = pool.get("pool_timeout", 30.0)
         return engine
     path = sa.engine.make_url(url).database
     if path and path != ":memory:":
@@ -187,6 +190,66 @@ def _check_alive(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
     poller.register(dbapi_connection.pgconn.socket, select.POLLIN | select.POLLERR | select.POLLHUP)
     if poller.poll(0):
         raise sa.exc.DisconnectionError("the server has closed the connection")
+
+
+@asynccontextmanager
+async def lent_connection(pool: AsyncConnectionPool) -> AsyncIterator[Any]:
+    """A connection of the event loop's `pool`, checked as `_check_alive` checks the engine's: a dead one
+    is closed and the next taken at once (psycopg_pool's own check would wait a growing back-off between
+    them: seconds, after a restart of the database). No connection within the pool's timeout: SQLAlchemy's
+    TimeoutError, which the app answers 503 as it does for the engine's pool."""
+    for _ in range(pool.max_size + 1):
+        try:
+            connection = await pool.getconn()
+        except PoolTimeout as error:
+            raise sa.exc.TimeoutError(f"No connection to the database within {pool.timeout:g} s.") from error
+        try:
+            _check_alive(connection, None, None)
+            break
+        except sa.exc.DisconnectionError:
+            await connection.close()
+            await pool.putconn(connection)  # discarded; the pool makes another
+    else:
+        raise sa.exc.DisconnectionError("no live connection to the database")
+    try:
+        yield connection
+    finally:
+        with anyio.CancelScope(shield=True):  # a request cancelled meanwhile must not keep the connection
+            await pool.putconn(connection)  # rolls back what was left open, or discards a broken connection
+
+
+@asynccontextmanager
+async def event_loop_pool_open(app: Any, engine: Engine, size: int) -> AsyncIterator[None]:
+    """On PostgreSQL, a pool of psycopg's asynchronous connections for work done in the event loop itself
+    (a partner's pledge), open in this event loop while the block runs (the app's lifespan): connected as
+    `engine`'s own connections are (the same parameters, timeouts and adapters), at most `size` of them,
+    made when first wanted. `event_loop_pool(app)` hands it out."""
+    if engine.dialect.name != "postgresql":
+        yield
+        return
+    _, params = engine.dialect.create_connect_args(engine.url)
+    pool = AsyncConnectionPool(
+        kwargs={**params, **getattr(engine, "_accord_connect_args", {})},
+        min_size=0,
+        max_size=size,
+        open=False,
+        timeout=getattr(engine, "_accord_pool_timeout", 30.0),
+        name="accord-event-loop",
+    )
+    await pool.open(wait=False)  # (a database down at start-up is the readiness probe's to report)
+    app.state.event_loop_pool = (asyncio.get_running_loop(), pool)
+    try:
+        yield
+    finally:
+        app.state.event_loop_pool = None
+        await pool.close()
+
+
+def event_loop_pool(app: Any) -> AsyncConnectionPool | None:
+    """The pool `event_loop_pool_open` opened in the running event loop, if any (none on SQLite, nor for an
+    app run without its lifespan: those requests go the thread pool's way)."""
+    held = getattr(app.state, "event_loop_pool", None)
+    return held[1] if held is not None and held[0] is asyncio.get_running_loop() else None
 
 
 def write_engine(engine: Engine) -> Engine:

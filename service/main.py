@@ -29,7 +29,7 @@ from service.consultations import api as consultations_api
 from service.consultations import pages as consultations_pages
 from service.consultations import portal as consultations_portal
 from service.consultations import public as consultations_public
-from service.db import check_migrated, create_db_engine
+from service.db import check_migrated, create_db_engine, event_loop_pool_open
 from service.emergencies import api as emergencies_api
 from service.emergencies import pages as emergencies_pages
 from service.emergencies import portal as emergencies_portal
@@ -97,7 +97,8 @@ def create_app(engine: Engine | None = None, *, run_scheduler: bool | None = Non
             threading.Thread(target=pdf.warm_up, name="pdf-warm-up", daemon=True).start()
         if settings.public_mirror:  # a mirror lost or left behind while the app was down is made whole
             threading.Thread(target=_rebuild_mirror, args=(engine,), name="public-mirror", daemon=True).start()
-        yield
+        async with event_loop_pool_open(app, engine, settings.pledge_concurrency):
+            yield
         if runner:
             runner.stop()
 

@@ -112,6 +112,7 @@ def logging_config(*, access_log: bool = True) -> dict[str, Any]:
             # Two lines for every run of every job, some every two seconds; failures are still logged.
             "apscheduler": {"level": "WARNING"},
             "alembic.runtime.plugins": {"level": "WARNING"},  # a line for each of its plugins, at every start
+            "psycopg.pool": {"level": "WARNING"},  # two lines for every connection lent (each partner's pledge)
         },
     }
 

@@ -14,19 +14,22 @@ Anything else (staff naming an organisation, a partner naming one, a token that 
 is left to `service.create_pledge`, which answers it as before (401, 403, …).
 """
 
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
 from datetime import datetime
 from typing import Any, TypeVar
 
+import anyio
 import psycopg
 import sqlalchemy as sa
+from psycopg.pq import TransactionStatus
+from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import Engine
 from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
 
 from service import audit
 from service.auth import LIVE_TOKEN, token_digest
-from service.db import utcnow
+from service.db import lent_connection, utcnow
 from service.emergencies import service
 from service.emergencies.coverage import PLEDGED_OF_NEED
 from service.emergencies.models import Emergency, EmergencyStatus, Need, NeedStatus, Pledge, PledgeCreate, PledgeStatus
@@ -101,109 +104,122 @@ _INSERT_PLEDGE = sa.insert(Pledge.__table__)
 
 
 def partner_pledge(engine: Engine, raw_token: str | None, need_id: int, data: PledgeCreate) -> Pledge | None:
-    """The pledge made, or None when this is not a partner's own pledge (nothing was changed:
+    """SQLite: the pledge made, or None when this is not a partner's own pledge (nothing was changed:
     `service.create_pledge` answers it). Refusals raise as `service.create_pledge` raises them.
 
-    `engine` writes (on SQLite the request has its `write_turn`); its pool lends the connection, used past
-    the ORM."""
-    if raw_token is None or data.organisation_id is not None:
+    `engine` writes (the request has its `write_turn`); its pool lends the connection, used past the ORM.
+    Its first statement begins a writing transaction (the engine's listener takes this process's writer lock
+    and begins IMMEDIATE); closing the connection uncommitted rolls it back."""
+    if not _may_be_quick(raw_token, data) or engine.dialect.name != "sqlite":
         return None
     now = utcnow()
     with engine.connect() as connection:
-        way = _Pipelined(connection) if engine.dialect.name == "postgresql" else _InOrder(connection)
-        with way.transaction():
-            who, locked = way.read({"digest": token_digest(raw_token), "kind": "api", "now": now}, need_id)
-            if who is None or not _plain_partner(*who[2:5]):
-                return None
-            service.check_pledge_times(data)  # after the login, as the service's way checks them
-            actor_id, actor, _, _, organisation_id, verification_status = who
-            if locked is None or (locked[0], locked[3]) != (NeedStatus.open, EmergencyStatus.active):
-                raise NotFound(service.NO_SUCH_NEED)  # as a partner sees it (service.create_pledge's only_open)
-            status, unit, quantity, emergency_status, pledged, pledge_id = locked
-            need = _built(Need, id=need_id, status=status, unit=unit, quantity=quantity)
-            service.check_new_pledge(need, emergency_status, verification_status, data.quantity, pledged)
-            pledge = _new_pledge(pledge_id, need_id, organisation_id, actor_id, data, now)
-            after = audit.snapshot(pledge)
-            entry = audit.entry_row(
-                at=now, actor_id=actor_id, actor=actor, action="pledge.create", entity=pledge, after=after
+        who = connection.execute(_WHO, _who_asks(raw_token, now)).first()
+        locked = connection.execute(_NEED_ON_SQLITE, {"need_id": need_id}).first()
+        made = _made(who, locked, need_id, data, now)
+        if made is None:
+            return None
+        pledge, row, entry = made
+        connection.execute(_INSERT_PLEDGE, row)
+        audit.append_sealed(connection.execute, [entry])  # the app seals the entry, as the sessions do
+        connection.commit()
+        return pledge
+
+
+async def partner_pledge_in_loop(
+    pool: AsyncConnectionPool, raw_token: str | None, need_id: int, data: PledgeCreate
+) -> Pledge | None:
+    """PostgreSQL, in the event loop: as `partner_pledge`, on a connection of `pool` (`db.open_async_pool`).
+
+    Two round trips through psycopg's pipelines: BEGIN and one statement for who asks and the need under
+    its lock; then one for the pledge with its audit entry, and COMMIT (the trigger seals the entry then).
+    Run in a thread, the pledge's every round trip was a wait for the interpreter's lock, contended by the
+    event loop and the other pledges' threads: in the event loop it waits for nothing but the database."""
+    if not _may_be_quick(raw_token, data):
+        return None
+    now = utcnow()
+    async with _lent(pool) as lent:
+        connection = lent.connection
+        async with connection.pipeline():
+            cursor = await connection.execute(
+                _READ_SQL.sql, _READ_SQL.params({**_who_asks(raw_token, now), "need_id": need_id})
             )
-            way.write({column: getattr(pledge, column) for column in _PLEDGE_COLUMNS}, entry)
-            return pledge
+        row = _READ_SQL.row(await cursor.fetchone())
+        who, locked = row[:_WHO_WIDTH], row[_WHO_WIDTH:]  # either all NULLs when missing
+        made = _made(who if who[0] is not None else None, locked if locked[0] is not None else None, need_id, data, now)
+        if made is None:
+            return None
+        pledge, row, entry = made
+        values = {**{f"pledge_{name}": value for name, value in row.items()}, **audit.pending_row(entry)}
+        lent.writing = True
+        async with connection.pipeline():
+            await connection.execute(_INSERT_BOTH_SQL.sql, _INSERT_BOTH_SQL.params(values))
+            await connection.commit()
+        return pledge
 
 
-class _InOrder:
-    """SQLite: the statements one after another on SQLAlchemy's connection. Its first one begins a writing
-    transaction (the engine's listener takes this process's writer lock and begins IMMEDIATE); closing
-    the connection uncommitted rolls it back. The app seals the audit entry, as the ORM's sessions do."""
-
-    def __init__(self, connection: sa.Connection) -> None:
-        self.connection = connection
-
-    def transaction(self) -> AbstractContextManager[None]:
-        return nullcontext()  # SQLAlchemy's exceptions are already the app's
-
-    def read(self, who: dict[str, Any], need_id: int) -> tuple[Any, Any]:
-        asked = self.connection.execute(_WHO, who).first()
-        return asked, self.connection.execute(_NEED_ON_SQLITE, {"need_id": need_id}).first()
-
-    def write(self, pledge: dict[str, Any], entry: dict[str, Any]) -> None:
-        self.connection.execute(_INSERT_PLEDGE, pledge)
-        audit.append_sealed(self.connection.execute, [entry])
-        self.connection.commit()
+def _may_be_quick(raw_token: str | None, data: PledgeCreate) -> bool:
+    """A bearer token, and no organisation named (a partner pledges for their own)."""
+    return raw_token is not None and data.organisation_id is None
 
 
-class _Pipelined:
-    """PostgreSQL: psycopg's pipelines on the connection SQLAlchemy lends, so that the statements of each
-    step go in one round trip: BEGIN, who asks and the need under its lock; the pledge with its audit entry
-    (one statement) and COMMIT (the trigger seals the entry then)."""
+def _who_asks(raw_token: str, now: datetime) -> dict[str, Any]:
+    return {"digest": token_digest(raw_token), "kind": "api", "now": now}
 
-    def __init__(self, connection: sa.Connection) -> None:
-        self.connection = connection
-        self.raw = connection.connection.dbapi_connection
-        self.writing = False
 
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
+def _made(
+    who: Any, locked: Any, need_id: int, data: PledgeCreate, now: datetime
+) -> tuple[Pledge, dict[str, Any], dict[str, Any]] | None:
+    """The pledge, its row and its audit entry, checked as the service checks them; None when who asks is
+    not a live partner user (the service answers them). `who` and `locked` are the read's rows (None when
+    missing): `_WHO`'s columns, and the need's status, unit, quantity, emergency's status, live total and
+    the new pledge's id."""
+    if who is None or not _plain_partner(*who[2:5]):
+        return None
+    service.check_pledge_times(data)  # after the login, as the service's way checks them
+    actor_id, actor, _, _, organisation_id, verification_status = who
+    if locked is None or (locked[0], locked[3]) != (NeedStatus.open, EmergencyStatus.active):
+        raise NotFound(service.NO_SUCH_NEED)  # as a partner sees it (service.create_pledge's only_open)
+    status, unit, quantity, emergency_status, pledged, pledge_id = locked
+    need = _built(Need, id=need_id, status=status, unit=unit, quantity=quantity)
+    service.check_new_pledge(need, emergency_status, verification_status, data.quantity, pledged)
+    pledge = _new_pledge(pledge_id, need_id, organisation_id, actor_id, data, now)
+    after = audit.snapshot(pledge)
+    entry = audit.entry_row(at=now, actor_id=actor_id, actor=actor, action="pledge.create", entity=pledge, after=after)
+    return pledge, {column: getattr(pledge, column) for column in _PLEDGE_COLUMNS}, entry
+
+
+class _Lent:
+    """A connection lent for one pledge, and whether the pledge's write was sent on it."""
+
+    __slots__ = ("connection", "writing")
+
+    def __init__(self, connection: psycopg.AsyncConnection) -> None:
+        self.connection, self.writing = connection, False
+
+
+@asynccontextmanager
+async def _lent(pool: AsyncConnectionPool) -> AsyncIterator[_Lent]:
+    """A connection of `pool` for one pledge; psycopg's errors raised as SQLAlchemy raises them (the app
+    answers a DataError with 422, a lock or statement timeout with 503, as it does for the ORM's).
+
+    A transaction that only read (refused, or not for here) is committed, which changes nothing: psycopg
+    answers a rollback by forgetting the connection's prepared statements (DEALLOCATE ALL, a round trip
+    more), and PostgreSQL then parses and plans the next five pledges' statements anew; the read's plan
+    alone costs more than running it. With one refusal in ten that was most pledges' plans."""
+    async with lent_connection(pool) as connection:
+        lent = _Lent(connection)
         try:
-            yield
+            yield lent
         except psycopg.Error as error:
-            # Raised as SQLAlchemy raises it: the app answers a DataError with 422, a timeout with 503.
-            if self.raw.broken or self.connection.dialect.is_disconnect(error, self.raw, None):
-                self.connection.invalidate()
-            else:
-                self.raw.rollback()
+            if not (connection.broken or connection.closed):
+                with suppress(psycopg.Error):
+                    await connection.rollback()
             raise sa.exc.DBAPIError.instance(_SOURCE, None, error, psycopg.Error) from error
         finally:
-            if not self.raw.closed and self.raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-                self._end_unwritten()
-
-    def _end_unwritten(self) -> None:
-        """Ends a transaction left open: refused, or not for here.
-
-        One that has only read (and locked the need) is committed, which changes nothing: psycopg answers
-        a `rollback()` by forgetting the connection's prepared statements (`DEALLOCATE ALL`, a round trip
-        more), and PostgreSQL would then parse and plan the next five pledges' statements anew (the read's
-        plan alone costs more than running it). With one refusal in ten, that was most pledges' plans.
-        Anything else rolls back."""
-        if not self.writing and self.raw.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS:
-            self.raw.commit()
-        else:
-            self.raw.rollback()
-
-    def read(self, who: dict[str, Any], need_id: int) -> tuple[Any, Any]:
-        with self.raw.pipeline():
-            cursor = self.raw.execute(_READ_SQL.sql, _READ_SQL.params({**who, "need_id": need_id}))
-        row = _READ_SQL.row(cursor.fetchone())
-        width = len(_WHO.selected_columns)
-        asked, locked = row[:width], row[width:]
-        return (asked if asked[0] is not None else None), (locked if locked[0] is not None else None)
-
-    def write(self, pledge: dict[str, Any], entry: dict[str, Any]) -> None:
-        values = {**{f"pledge_{name}": value for name, value in pledge.items()}, **audit.pending_row(entry)}
-        self.writing = True
-        with self.raw.pipeline():
-            self.raw.execute(_INSERT_BOTH_SQL.sql, _INSERT_BOTH_SQL.params(values))
-            self.raw.commit()
+            if connection.info.transaction_status == TransactionStatus.INTRANS and not lent.writing:
+                with anyio.CancelScope(shield=True), suppress(psycopg.Error):  # (a lost one the pool discards)
+                    await connection.commit()
 
 
 _SOURCE = "a partner's pledge (service/emergencies/intake.py)"
@@ -218,6 +234,7 @@ _READ_SQL = _Compiled(
         .outerjoin(_NEED_ROW, sa.true())
     )
 )
+_WHO_WIDTH = len(_WHO.selected_columns)
 # The pledge and its audit entry in one statement (the pledge's INSERT in a WITH): parameters `pledge_<column>`
 # and the entry's columns. Inline: no RETURNING.
 _PENDING = audit.PendingAuditEntry.__table__

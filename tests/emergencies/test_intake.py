@@ -6,17 +6,19 @@ organisation, a token that is not a live partner's) to it.
 A partner naming their own organisation (`organisation_id`) is answered by `service.create_pledge`: the
 same request with and without it compares the two ways."""
 
+import asyncio
 import json
 import threading
 import time
 from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
 from sqlmodel import Session, col, func, select
 
 from service import audit
 from service.audit import AuditEntry, unsealed_entries, verify_chain
-from service.db import create_db_engine, utcnow, write_engine
+from service.db import event_loop_pool, event_loop_pool_open, utcnow, write_engine
 from service.emergencies import intake, service
 from service.emergencies.models import Emergency, Pledge, PledgeCreate
 from service.emergencies.service import PledgeExceedsNeed
@@ -236,38 +238,40 @@ def test_a_partners_pledge_waiting_for_the_needs_lock_counts_what_the_holder_com
 
 
 @only("postgresql")
-def test_a_refused_pledge_leaves_the_connections_prepared_statements_in_place(engine, scene, database_url):
+def test_a_refused_pledge_leaves_the_connections_prepared_statements_in_place(engine, scene):
     """A refusal ends its transaction without a rollback, which psycopg would answer with DEALLOCATE ALL:
     PostgreSQL would then parse and plan the next pledges' statements anew (most pledges' plans, with one
-    refusal in ten). Its own engine, used one request at a time: one pooled connection throughout."""
-    build = scene["build"]
-    need = build.need(scene["emergency"], quantity=100, unit="l")
+    refusal in ten). A pool of one connection, in an event loop of the test's own."""
+    need = scene["build"].need(scene["emergency"], quantity=100, unit="l")
     token = scene["rep"]["Authorization"].removeprefix("Bearer ")
-    quick = write_engine(create_db_engine(database_url))
+    app = SimpleNamespace(state=SimpleNamespace())
 
-    def prepared() -> list[str]:
-        with quick.connect() as connection:
-            names = connection.exec_driver_sql("SELECT statement FROM pg_prepared_statements ORDER BY name")
-            statements = list(names.scalars())
-            connection.commit()  # (a rollback would forget them)
+    async def pledge(quantity: int, need_id: int = need) -> Pledge | None:
+        data = PledgeCreate(quantity=quantity, deliver_by=later())
+        return await intake.partner_pledge_in_loop(event_loop_pool(app), token, need_id, data)
+
+    async def prepared() -> list[str]:
+        async with event_loop_pool(app).connection() as connection:
+            cursor = await connection.execute("SELECT statement FROM pg_prepared_statements ORDER BY name")
+            statements = [statement for (statement,) in await cursor.fetchall()]
+            await connection.commit()  # (a rollback would forget them)
         return statements
 
-    def pledge(quantity: int) -> Pledge | None:
-        return intake.partner_pledge(quick, token, need, PledgeCreate(quantity=quantity, deliver_by=later()))
+    async def run() -> tuple[list[str], list[str]]:
+        async with event_loop_pool_open(app, engine, 1):
+            for _ in range(7):  # psycopg prepares a statement on its sixth run
+                assert await pledge(1) is not None
+            before = await prepared()
+            with pytest.raises(PledgeExceedsNeed):
+                await pledge(94)  # 93 left
+            with pytest.raises(NotFound):
+                await pledge(1, 999_999)
+            assert await pledge(1) is not None
+            return before, await prepared()
 
-    try:
-        for _ in range(7):  # psycopg prepares a statement on its sixth run
-            assert pledge(1) is not None
-        before = prepared()
-        assert len(before) == 2  # who asks with the need; the pledge with its audit entry
-        with pytest.raises(PledgeExceedsNeed):
-            pledge(94)  # 93 left
-        with pytest.raises(NotFound):
-            intake.partner_pledge(quick, token, 999_999, PledgeCreate(quantity=1, deliver_by=later()))
-        assert pledge(1) is not None
-        assert prepared() == before
-    finally:
-        quick.dispose()
+    before, after = asyncio.run(run())
+    assert len(before) == 2  # who asks with the need; the pledge with its audit entry
+    assert after == before
     with Session(engine) as s:
         assert service.pledged_total(session=s, need_id=need) == 8
         assert verify_chain(s)[1] is None
