@@ -10,6 +10,7 @@ import asyncio
 import json
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from types import SimpleNamespace
 
@@ -269,7 +270,8 @@ def test_a_refused_pledge_leaves_the_connections_prepared_statements_in_place(en
             assert await pledge(1) is not None
             return before, await prepared()
 
-    before, after = asyncio.run(run())
+    with ThreadPoolExecutor(1) as thread:  # an event loop of its own (a browser test's may run in this thread)
+        before, after = thread.submit(asyncio.run, run()).result()
     assert len(before) == 2  # who asks with the need; the pledge with its audit entry
     assert after == before
     with Session(engine) as s:
