@@ -240,7 +240,8 @@ def check_intake(database_url: str, need_ids: list[int]) -> tuple[int, int, int,
 def seed_board(database_url: str) -> int:
     """An emergency of BOARD_NEEDS needs and BOARD_PLEDGES pledges in every state, and offers to triage.
 
-    Bulk-inserted (no audit rows): it is read-side data for the board, consistent with the invariant."""
+    Bulk-inserted (no audit rows): it is read-side data for the board, consistent with the invariant; on
+    PostgreSQL then analysed, as autovacuum would."""
     engine = create_db_engine(database_url)
     rng = random.Random(7)
     now = utcnow()
@@ -319,6 +320,11 @@ def seed_board(database_url: str) -> int:
         )
         session.commit()
         emergency_id = emergency.id
+    if engine.dialect.name == "postgresql":
+        # Statistics for the bulk load, as autovacuum gathers them within a minute of it. Timed at once
+        # without them, the board's overdue query ran 62 ms instead of 0.9 on plans made for empty tables.
+        with engine.connect() as connection:
+            connection.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("ANALYZE")
     engine.dispose()
     return emergency_id
 
