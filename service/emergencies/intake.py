@@ -3,9 +3,10 @@
 Through the ORM a pledge spent about as much of the app's CPU in SQLAlchemy's unit of work and result
 handling as in all the rest, and on PostgreSQL took six round trips (BEGIN, the token, the need under its
 lock, the pledge's INSERT, the audit entry's, COMMIT) while PostgreSQL, the load and the app share the
-machine. Here the same statements are sent past the ORM: on PostgreSQL to psycopg directly, in two
-pipelines (who asks, and the need under its lock with its live total and the new pledge's id; then the
-pledge, its audit entry and COMMIT); on SQLite one after another on SQLAlchemy's connection. The checks are
+machine. Here the same statements are sent past the ORM: on PostgreSQL to psycopg's asynchronous
+connections directly, in the event loop, in two pipelines (who asks, and the need under its lock with its
+live total and the new pledge's id; then the pledge, its audit entry and COMMIT); on SQLite one after
+another on SQLAlchemy's connection, in the thread pool. The checks are
 the service's own (`check_pledge_times`, `check_new_pledge`), the statements SQLAlchemy's, compiled once,
 and every value passes through its column's type as SQLAlchemy would pass it.
 
@@ -129,7 +130,7 @@ def partner_pledge(engine: Engine, raw_token: str | None, need_id: int, data: Pl
 async def partner_pledge_in_loop(
     pool: AsyncConnectionPool, raw_token: str | None, need_id: int, data: PledgeCreate
 ) -> Pledge | None:
-    """PostgreSQL, in the event loop: as `partner_pledge`, on a connection of `pool` (`db.open_async_pool`).
+    """PostgreSQL, in the event loop: as `partner_pledge`, on a connection of `pool` (`db.event_loop_pool`).
 
     Two round trips through psycopg's pipelines: BEGIN and one statement for who asks and the need under
     its lock; then one for the pledge with its audit entry, and COMMIT (the trigger seals the entry then).
