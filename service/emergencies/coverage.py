@@ -32,6 +32,10 @@ def level(done: Decimal, needed: Decimal) -> Coverage:
     return Coverage.full if done >= needed else Coverage.partial
 
 
+def _percent(part: Decimal, whole: Decimal) -> int:
+    return min(int(part * 100 / whole), 100) if whole > 0 else 0
+
+
 @dataclass(frozen=True)
 class NeedCoverage:
     needed: Decimal
@@ -41,6 +45,15 @@ class NeedCoverage:
     @property
     def remaining(self) -> Decimal:
         return self.needed - self.pledged
+
+    @property
+    def pledged_percent(self) -> int:
+        """Of the quantity needed, the whole per cent pledged (at most 100): the bars' figure."""
+        return _percent(self.pledged, self.needed)
+
+    @property
+    def delivered_percent(self) -> int:
+        return _percent(self.delivered, self.needed)
 
     @property
     def pledge_coverage(self) -> Coverage:

@@ -14,7 +14,7 @@ from sqlmodel import Session, col, select
 
 from service.db import utcnow, write_engine
 from service.emergencies import service
-from service.emergencies.coverage import coverage_for, coverage_of, delivered_by_pledge, pledged_total
+from service.emergencies.coverage import NeedCoverage, coverage_for, coverage_of, delivered_by_pledge, pledged_total
 from service.emergencies.models import Need, Pledge, PledgeStatus, Receipt
 from tests.emergencies.build import Logistics
 from tests.factories import api_headers, make_partner, make_user
@@ -263,3 +263,17 @@ def test_the_api_shows_decimal_coverage_exactly(client, session, engine):
     # 0.1 + 0.2 + 2.21 with floats would be 2.5100000000000002; receipts of a halved 2.21 are 1 (whole).
     assert (got["quantity"], got["pledged"], got["remaining"], got["delivered"]) == (12.5, 2.51, 9.99, 1)
     assert (got["pledge_coverage"], got["delivery_coverage"]) == ("partial", "partial")
+
+
+@pytest.mark.parametrize(
+    ("needed", "pledged", "delivered", "percents"),
+    [
+        ("1000", "333.5", "0", (33, 0)),  # whole per cents, rounded down
+        ("3", "2", "2.99", (66, 99)),
+        ("10", "10", "12", (100, 100)),  # a receipt over the need shows a full bar, not 120 %
+        ("0.5", "0.01", "0.5", (2, 100)),
+    ],
+)
+def test_the_bars_percent_is_whole_and_at_most_100(needed, pledged, delivered, percents):
+    coverage = NeedCoverage(needed=D(needed), pledged=D(pledged), delivered=D(delivered))
+    assert (coverage.pledged_percent, coverage.delivered_percent) == percents
