@@ -103,8 +103,9 @@ class Settings(BaseSettings):
     db_lock_timeout_seconds: float = Field(default=10, ge=0)
     db_pool_timeout_seconds: float = Field(default=10, gt=0)
     sqlite_write_wait_seconds: float = Field(default=30, gt=0)
-    # Pledges through the API that one app process works on at once; a surge beyond waits its turn in the
-    # event loop (service/emergencies/api.py).
+    # Pledges through the API that one app process works on at once (on PostgreSQL also the number of its
+    # event loop's connections for partners' pledges); a surge beyond waits its turn in the event loop
+    # (service/emergencies/api.py; on PostgreSQL at most db_pool_timeout_seconds).
     pledge_concurrency: int = Field(default=4, ge=1)
 
     # Operations (service/observability.py): log lines as readable `text` or, for a log collector, one `json`
