@@ -37,7 +37,7 @@ from pypdf import PdfReader
 from sqlmodel import Session, col, select
 
 from bench.common import PROJECT, fresh_database, report_target, server
-from service import pdf
+from service import cpus, pdf
 from service.auth import hash_password
 from service.db import create_db_engine, write_engine
 from service.memoranda import documents
@@ -324,6 +324,7 @@ def run(backend: str) -> None:
 
     issue_ms, plain_ms = statistics.median(issued) * 1000, statistics.median(plain) * 1000
     issue_ratio = issue_ms / plain_ms
+    layout = cpus.split(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     idle_p99, busy_p99 = percentile(idle, 99), percentile(busy, 99)
     health_ratio = busy_p99 / idle_p99
     done = sum(issuing.statuses.values())
@@ -332,6 +333,8 @@ def run(backend: str) -> None:
         f"\n[{backend}] server workers 1, render workers 2 (the defaults); {KIND}.{LANGUAGE}, {pages} pages; "
         f"{os.cpu_count()} cores"
     )
+    if layout is not None:  # what `accord serve` does by default (ACCORD_CPU_LAYOUT), unless another one runs here
+        print(f"  CPU layout: {layout.describe()}")
     if backend == "sqlite":
         print("  (SQLite is enough here: an issue's few small writes hardly show beside its render)")
     print(f"  issue through the server      median {issue_ms:7.1f} ms   (of {ISSUES}; min {min(issued) * 1000:.0f} ms)")

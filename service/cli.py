@@ -48,6 +48,12 @@ def serve(
     from service import demo, observability
 
     typer.echo(demo.banner(host=host, port=port))
+    if settings.cpu_layout:
+        from service import cpus
+
+        layout = cpus.apply(workers=workers, data_dir=settings.data_dir)
+        if layout is not None:
+            typer.echo(f"CPU layout: {layout.describe()} (ACCORD_CPU_LAYOUT=false turns it off)")
     # The workers count into files in one fresh folder, so any of them answers /metrics with the totals.
     # uvicorn's access line gives way to ours, which has the route, the duration and the request id.
     with observability.multiprocess_metrics(settings.data_dir / "metrics"):

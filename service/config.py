@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     pdf_render_memory_mb: int = Field(default=2048, ge=0)  # the address space a render worker may use; 0: no limit
     pdf_render_nice: int = Field(default=10, ge=0, le=19)  # render workers' CPU priority below the web's
     pdf_render_idle: bool = True  # render workers in Linux's SCHED_IDLE class: only CPU nobody else wants
+    # `accord serve` with one process on two or more CPUs: the event loop and the renders on one half of them, the
+    # request threads on the other (service/cpus.py says why)
+    cpu_layout: bool = True
     pdf_warm_up: bool = True  # start the render workers with the app: the first document does not wait
 
     session_hours: int = 12

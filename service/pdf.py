@@ -128,6 +128,12 @@ def run_isolated(
     return _pool().run((function, args, kwargs), seconds)
 
 
+def set_render_cpus(cpus: frozenset[int]) -> None:
+    """The CPUs render workers started from now on run on (`service.cpus`); empty: wherever they are started."""
+    global _render_cpus
+    _render_cpus = frozenset(cpus)
+
+
 def warm_up() -> None:
     """Starts the render workers now, so that the first document does not wait for them to start."""
     _pool().fill()
@@ -257,7 +263,12 @@ def _portable(error: BaseException) -> BaseException:
 
 
 def _worker_main() -> None:
-    """A worker process's entry: `python -c ... <socket fd> <memory limit in MB> <parent pid>`."""
+    """A worker process's entry: `python -c ... <socket fd> <memory limit in MB> <parent pid> <CPUs, or "">`."""
+    if sys.argv[4] and hasattr(
+        os, "sched_setaffinity"
+    ):  # the event loop's CPUs (service.cpus), else where the thread that started it may run
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(0, {int(cpu) for cpu in sys.argv[4].split(",")})
     _exit_with_parent(int(sys.argv[3]))
     _serve(Connection(int(sys.argv[1])), int(sys.argv[2]))
 
@@ -328,8 +339,17 @@ class _Worker:
     def __init__(self) -> None:
         ours, theirs = socket.socketpair()
         code = f"import sys; sys.path.insert(0, {str(PROJECT_ROOT)!r}); import service.pdf as p; p._worker_main()"
+        cpus = ",".join(str(cpu) for cpu in sorted(_render_cpus))
         self.process = subprocess.Popen(
-            [sys.executable, "-c", code, str(theirs.fileno()), str(settings.pdf_render_memory_mb), str(os.getpid())],
+            [
+                sys.executable,
+                "-c",
+                code,
+                str(theirs.fileno()),
+                str(settings.pdf_render_memory_mb),
+                str(os.getpid()),
+                cpus,
+            ],
             pass_fds=(theirs.fileno(),),
             stdin=subprocess.DEVNULL,
         )
@@ -425,6 +445,7 @@ class _Pool:
             worker.kill()
 
 
+_render_cpus: frozenset[int] = frozenset()
 _pools: dict[int, _Pool] = {}
 _pools_lock = threading.Lock()
 

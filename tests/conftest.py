@@ -221,6 +221,8 @@ def accord_env(database_url: str, **extra: str) -> dict[str, str]:
             "ACCORD_SECRET_KEY": "test-secret-key",
             "ACCORD_MEMORANDA_DIR": str(settings.memoranda_dir),
             "ACCORD_PDF_WARM_UP": "false",
+            # Test servers run side by side: none pins its threads (tests/core/test_cpus.py turns it on)
+            "ACCORD_CPU_LAYOUT": "false",
             "ACCORD_PUBLIC_MIRROR_DIR": str(settings.effective_public_mirror_dir),
             "ACCORD_ATTACHMENTS_DIR": str(settings.effective_attachments_dir),
             **extra,
