@@ -15,9 +15,11 @@ to start takes it (a lock in `ACCORD_DATA_DIR`); there, `ACCORD_CPU_LAYOUT=false
 """
 
 import fcntl
+import functools
 import logging
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -47,6 +49,7 @@ def split(allowed: set[int] | frozenset[int]) -> Layout | None:
 
 
 _held: list[IO] = []  # the machine-wide lock, held as long as this process lives
+_active: list[Layout] = []  # the layout applied in this process, if any
 
 
 def apply(*, workers: int, data_dir: Path) -> Layout | None:
@@ -66,7 +69,21 @@ def apply(*, workers: int, data_dir: Path) -> Layout | None:
     from service import pdf
 
     pdf.set_render_cpus(layout.loop)
+    _active.append(layout)
     return layout
+
+
+def off_the_loop(target: Callable[[], None]) -> Callable[[], None]:
+    """`target` for a background thread that the event loop's thread starts (and whose CPU it would inherit): it
+    moves to the request threads' CPUs first, where a layout is applied, and so do the threads it starts."""
+
+    @functools.wraps(target)
+    def run() -> None:
+        if _active:
+            _pin(0, _active[0].threads)
+        target()
+
+    return run
 
 
 def _only_server(data_dir: Path) -> bool:

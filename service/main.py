@@ -6,7 +6,7 @@ import math
 import threading
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from functools import cache
+from functools import cache, partial
 
 import sqlalchemy as sa
 from fastapi import FastAPI, Request, Response
@@ -29,6 +29,7 @@ from service.consultations import api as consultations_api
 from service.consultations import pages as consultations_pages
 from service.consultations import portal as consultations_portal
 from service.consultations import public as consultations_public
+from service.cpus import off_the_loop
 from service.db import check_migrated, create_db_engine, event_loop_pool_open
 from service.emergencies import api as emergencies_api
 from service.emergencies import pages as emergencies_pages
@@ -94,9 +95,10 @@ def create_app(engine: Engine | None = None, *, run_scheduler: bool | None = Non
         # which otherwise costs a big page (the coverage board) ~100 ms every few renders.
         gc.freeze()
         if settings.pdf_warm_up:
-            threading.Thread(target=pdf.warm_up, name="pdf-warm-up", daemon=True).start()
+            threading.Thread(target=off_the_loop(pdf.warm_up), name="pdf-warm-up", daemon=True).start()
         if settings.public_mirror:  # a mirror lost or left behind while the app was down is made whole
-            threading.Thread(target=_rebuild_mirror, args=(engine,), name="public-mirror", daemon=True).start()
+            rebuild = off_the_loop(partial(_rebuild_mirror, engine))
+            threading.Thread(target=rebuild, name="public-mirror", daemon=True).start()
         async with event_loop_pool_open(app, engine, settings.pledge_concurrency):
             yield
         if runner:

@@ -263,12 +263,7 @@ def _portable(error: BaseException) -> BaseException:
 
 
 def _worker_main() -> None:
-    """A worker process's entry: `python -c ... <socket fd> <memory limit in MB> <parent pid> <CPUs, or "">`."""
-    if sys.argv[4] and hasattr(
-        os, "sched_setaffinity"
-    ):  # the event loop's CPUs (service.cpus), else where the thread that started it may run
-        with contextlib.suppress(OSError):
-            os.sched_setaffinity(0, {int(cpu) for cpu in sys.argv[4].split(",")})
+    """A worker process's entry: `python -c ... <socket fd> <memory limit in MB> <parent pid>`."""
     _exit_with_parent(int(sys.argv[3]))
     _serve(Connection(int(sys.argv[1])), int(sys.argv[2]))
 
@@ -339,20 +334,14 @@ class _Worker:
     def __init__(self) -> None:
         ours, theirs = socket.socketpair()
         code = f"import sys; sys.path.insert(0, {str(PROJECT_ROOT)!r}); import service.pdf as p; p._worker_main()"
-        cpus = ",".join(str(cpu) for cpu in sorted(_render_cpus))
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                code,
-                str(theirs.fileno()),
-                str(settings.pdf_render_memory_mb),
-                str(os.getpid()),
-                cpus,
-            ],
+            [sys.executable, "-c", code, str(theirs.fileno()), str(settings.pdf_render_memory_mb), str(os.getpid())],
             pass_fds=(theirs.fileno(),),
             stdin=subprocess.DEVNULL,
         )
+        if _render_cpus:  # the event loop's CPUs (service.cpus), not those of the thread that started it
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(self.process.pid, _render_cpus)
         theirs.close()
         self.conn = Connection(ours.detach())
         self.ready = False

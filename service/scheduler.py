@@ -23,6 +23,7 @@ from sqlmodel import Field, Session, SQLModel
 
 from service import observability
 from service.config import settings
+from service.cpus import off_the_loop
 from service.db import UTCDateTime, utcnow, write_engine
 
 log = logging.getLogger("accord.scheduler")
@@ -152,7 +153,8 @@ class SchedulerRunner:
         self.lock = _LeaderLock(engine)
         self.scheduler: BackgroundScheduler | None = None
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="accord-scheduler-leader", daemon=True)
+        # The jobs' threads are started from this one, so they too keep off the event loop's CPU (service.cpus).
+        self._thread = threading.Thread(target=off_the_loop(self._loop), name="accord-scheduler-leader", daemon=True)
 
     @property
     def is_leader(self) -> bool:

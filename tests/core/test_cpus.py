@@ -26,11 +26,11 @@ def test_the_split_gives_the_loop_the_first_half_and_the_threads_the_rest():
     assert split({0, 1}).describe() == "event loop and PDF renders on CPU 0, request threads on CPU 1"
 
 
-def serve(database_url: str, data_dir: Path, log: Path) -> tuple[subprocess.Popen, str]:
+def serve(database_url: str, data_dir: Path, log: Path, *, scheduler: bool = False) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = accord_env(
         database_url, ACCORD_CPU_LAYOUT="true", ACCORD_DATA_DIR=str(data_dir), ACCORD_PDF_WARM_UP="true",
-        ACCORD_RUN_SCHEDULER="false",
+        ACCORD_RUN_SCHEDULER=str(scheduler).lower(),
     )  # fmt: skip
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -46,11 +46,13 @@ def serve(database_url: str, data_dir: Path, log: Path) -> tuple[subprocess.Pope
     return proc, url
 
 
-def threads_of(pid: int) -> dict[int, frozenset[int]]:
-    """Each thread's CPUs."""
+def threads_of(pid: int, *, but_uvloops: bool = False) -> dict[int, frozenset[int]]:
+    """Each thread's CPUs (without uvloop's own idle helper threads, if asked)."""
     found = {}
     for task in os.listdir(f"/proc/{pid}/task"):
         try:
+            if but_uvloops and Path(f"/proc/{pid}/task/{task}/comm").read_text().strip() == "libuv-worker":
+                continue
             found[int(task)] = frozenset(os.sched_getaffinity(int(task)))
         except OSError:
             continue  # ended meanwhile
@@ -82,15 +84,22 @@ def render_workers_of(pid: int, seconds: float = 60) -> dict[int, frozenset[int]
 @needs_two_cpus
 def test_one_server_keeps_its_event_loop_apart_from_its_request_threads(database_url, tmp_path):
     layout = split(ALLOWED)
-    proc, url = serve(database_url, tmp_path / "data", tmp_path / "first.log")
+    proc, url = serve(database_url, tmp_path / "data", tmp_path / "first.log", scheduler=True)
     second = None
     try:
         for _ in range(5):  # /healthz is a synchronous route: it runs in a request thread
             urllib.request.urlopen(url + "/healthz", timeout=10).read()  # noqa: S310 (loopback)
-        threads = threads_of(proc.pid)
-        assert threads[proc.pid] == layout.loop  # the main thread runs the event loop
-        assert layout.threads in threads.values()  # the request thread(s) that answered
-        assert set(render_workers_of(proc.pid).values()) == {layout.loop}
+        renders = render_workers_of(proc.pid)
+        assert set(renders.values()) == {layout.loop}
+        time.sleep(1)  # the scheduler's leader has started the jobs' threads; the renders have warmed up
+        for render in renders:  # alive (not a zombie), still there
+            assert Path(f"/proc/{render}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+            assert frozenset(os.sched_getaffinity(render)) == layout.loop
+        threads = threads_of(proc.pid, but_uvloops=True)
+        assert threads.pop(proc.pid) == layout.loop  # the main thread runs the event loop
+        # The request threads that answered, the scheduler's: every other thread of ours keeps off the loop's CPUs.
+        assert len(threads) >= 3
+        assert set(threads.values()) == {layout.threads}
         assert f"CPU layout: {layout.describe()}" in (tmp_path / "first.log").read_text()
 
         # A second server on the same machine (same data folder) finds the layout taken and pins nothing.
