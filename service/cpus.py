@@ -55,13 +55,20 @@ _active: list[Layout] = []  # the layout applied in this process, if any
 def apply(*, workers: int, data_dir: Path) -> Layout | None:
     """Pins the calling thread (the one that will run the event loop) and every other thread of this process, and
     makes each new request thread move to its CPUs as it starts. None (and nothing changed) where it does not apply:
-    several workers, fewer than two CPUs, or another `accord serve` on this machine holding the layout."""
+    several workers, fewer than two CPUs, another `accord serve` on this machine holding the layout, or an AnyIO
+    whose worker threads this does not know."""
     if workers != 1 or not hasattr(os, "sched_setaffinity"):
         return None
     layout = split(os.sched_getaffinity(0))
-    if layout is None or not _only_server(data_dir) or not _hook_request_threads(layout.threads):
+    worker_thread = _worker_thread_class()
+    if layout is None or worker_thread is None or not _only_server(data_dir):
         return None
-    os.sched_setaffinity(0, layout.loop)  # on Linux, 0 is the calling thread
+    try:
+        os.sched_setaffinity(0, layout.loop)  # on Linux, 0 is the calling thread
+    except OSError as error:
+        logger.warning("The CPU layout was not applied: %s", error)
+        return None
+    _hook(worker_thread, layout.threads)
     here = threading.get_native_id()
     for task in os.listdir("/proc/self/task"):
         if int(task) != here:
@@ -99,19 +106,24 @@ def _only_server(data_dir: Path) -> bool:
     return True
 
 
-def _hook_request_threads(cpus: frozenset[int]) -> bool:
-    """Makes AnyIO's worker threads pin themselves to `cpus` when they start. They are created by the event loop's
-    thread and would otherwise inherit its CPU. False (with a warning) if this AnyIO has no such class."""
+def _worker_thread_class() -> type[threading.Thread] | None:
+    """AnyIO's worker thread class (the request threads), or None (with a warning) if this AnyIO has none."""
     try:
         from anyio._backends._asyncio import WorkerThread
     except ImportError:
         WorkerThread = None
-    run = getattr(WorkerThread, "run", None)
-    if run is None:
+    if getattr(WorkerThread, "run", None) is None:
         logger.warning("AnyIO's worker thread class was not found: the CPU layout is not applied")
-        return False
-    if getattr(run, "_accord_cpus", None) is not None:
-        run = run.__wrapped__
+        return None
+    return WorkerThread
+
+
+def _hook(worker_thread: type[threading.Thread], cpus: frozenset[int]) -> None:
+    """Makes each new request thread pin itself to `cpus` as it starts: the event loop's thread creates them, and
+    they would otherwise inherit its CPU."""
+    run = worker_thread.run
+    if getattr(run, "_accord_cpus", None) is not None:  # hooked before in this process: wrap the original
+        run = run.__wrapped__  # type: ignore[attr-defined]
 
     def pinned_run(self: threading.Thread) -> None:
         _pin(0, cpus)
@@ -119,8 +131,7 @@ def _hook_request_threads(cpus: frozenset[int]) -> bool:
 
     pinned_run.__wrapped__ = run  # type: ignore[attr-defined]
     pinned_run._accord_cpus = cpus  # type: ignore[attr-defined]
-    WorkerThread.run = pinned_run  # type: ignore[union-attr]
-    return True
+    worker_thread.run = pinned_run  # type: ignore[method-assign]
 
 
 def _pin(task: int, cpus: frozenset[int]) -> None:

@@ -70,11 +70,11 @@ def render_workers_of(pid: int, seconds: float = 60) -> dict[int, frozenset[int]
             try:
                 stat = Path(f"/proc/{entry}/stat").read_text()
                 command = Path(f"/proc/{entry}/cmdline").read_bytes()
+                parent = int(stat.rsplit(")", 1)[1].split()[1])
+                if parent == pid and b"_worker_main" in command:
+                    workers[int(entry)] = frozenset(os.sched_getaffinity(int(entry)))
             except OSError:
-                continue
-            parent = int(stat.rsplit(")", 1)[1].split()[1])
-            if parent == pid and b"_worker_main" in command:
-                workers[int(entry)] = frozenset(os.sched_getaffinity(int(entry)))
+                continue  # ended meanwhile
         if workers:
             return workers
         time.sleep(0.2)
