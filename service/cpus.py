@@ -52,6 +52,11 @@ _held: list[IO] = []  # the machine-wide lock, held as long as this process live
 _active: list[Layout] = []  # the layout applied in this process, if any
 
 
+def loop_cpus() -> frozenset[int]:
+    """The event loop's CPUs, where render workers go, under an applied layout; empty without one."""
+    return _active[0].loop if _active else frozenset()
+
+
 def apply(*, workers: int, data_dir: Path) -> Layout | None:
     """Pins the calling thread (the one that will run the event loop) and every other thread of this process, and
     makes each new request thread move to its CPUs as it starts. None (and nothing changed) where it does not apply:
@@ -73,9 +78,6 @@ def apply(*, workers: int, data_dir: Path) -> Layout | None:
     for task in os.listdir("/proc/self/task"):
         if int(task) != here:
             _pin(int(task), layout.threads)
-    from service import pdf
-
-    pdf.set_render_cpus(layout.loop)
     _active.append(layout)
     return layout
 
@@ -122,15 +124,11 @@ def _hook(worker_thread: type[threading.Thread], cpus: frozenset[int]) -> None:
     """Makes each new request thread pin itself to `cpus` as it starts: the event loop's thread creates them, and
     they would otherwise inherit its CPU."""
     run = worker_thread.run
-    if getattr(run, "_accord_cpus", None) is not None:  # hooked before in this process: wrap the original
-        run = run.__wrapped__  # type: ignore[attr-defined]
 
     def pinned_run(self: threading.Thread) -> None:
         _pin(0, cpus)
         run(self)
 
-    pinned_run.__wrapped__ = run  # type: ignore[attr-defined]
-    pinned_run._accord_cpus = cpus  # type: ignore[attr-defined]
     worker_thread.run = pinned_run  # type: ignore[method-assign]
 
 

@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import urlsplit
 from urllib.request import DataHandler, Request, url2pathname
 
+from service import cpus
 from service.config import PROJECT_ROOT, settings
 from service.errors import DomainError
 from service.i18n import N_
@@ -126,12 +127,6 @@ def run_isolated(
     """
     seconds = settings.pdf_render_timeout_seconds if timeout_seconds is None else timeout_seconds
     return _pool().run((function, args, kwargs), seconds)
-
-
-def set_render_cpus(cpus: frozenset[int]) -> None:
-    """The CPUs render workers started from now on run on (`service.cpus`); empty: wherever they are started."""
-    global _render_cpus
-    _render_cpus = frozenset(cpus)
 
 
 def warm_up() -> None:
@@ -339,9 +334,10 @@ class _Worker:
             pass_fds=(theirs.fileno(),),
             stdin=subprocess.DEVNULL,
         )
-        if _render_cpus:  # the event loop's CPUs (service.cpus), not those of the thread that started it
+        render_cpus = cpus.loop_cpus()
+        if render_cpus:  # the event loop's, not those of the thread that started it
             with contextlib.suppress(OSError):
-                os.sched_setaffinity(self.process.pid, _render_cpus)
+                os.sched_setaffinity(self.process.pid, render_cpus)
         theirs.close()
         self.conn = Connection(ours.detach())
         self.ready = False
@@ -434,7 +430,6 @@ class _Pool:
             worker.kill()
 
 
-_render_cpus: frozenset[int] = frozenset()
 _pools: dict[int, _Pool] = {}
 _pools_lock = threading.Lock()
 
